@@ -1,10 +1,14 @@
-"""REST API v1 routes. Every route here is walked by the cross-tenant test."""
+"""REST API v1 routes. Every route here is walked by the cross-tenant test.
 
-from django.urls import path
-from rest_framework.routers import SimpleRouter
+Each app owns its routes in `<app>/api_urls.py`.
+"""
 
-router = SimpleRouter(trailing_slash=True)
+from django.urls import include, path
 
 urlpatterns = [
-    *router.urls,
+    path("", include("businesses.api_urls")),
+    path("", include("stages.api_urls")),
+    path("", include("templates_app.api_urls")),
+    path("", include("channels_app.api_urls")),
+    path("", include("conversations.api_urls")),
 ]

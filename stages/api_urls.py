@@ -1,0 +1,3 @@
+"""REST routes of this app (filled in by its apis module)."""
+
+urlpatterns: list = []
