@@ -1,14 +1,14 @@
-"""Reads for businesses and memberships."""
+"""Reads for businesses, memberships, agents and API keys."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from jsonschema import Draft202012Validator
 
-from businesses.models import Business, Membership
+from businesses.models import Agent, APIKey, Business, Membership, Role
 from icmp.jsonschemas import validator_for_file
 
 CONFIG_SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "business_config.schema.json"
@@ -28,10 +28,33 @@ def business_ids_for_user(*, user: AbstractBaseUser) -> list:
 
 
 def membership_role_get(*, user: AbstractBaseUser, business: Business) -> str | None:
-    return (
-        Membership.objects.filter(user=user, business=business).values_list("role", flat=True).first()
-    )
+    return Membership.objects.filter(user=user, business=business).values_list("role", flat=True).first()
+
+
+def business_list() -> QuerySet[Business]:
+    """Every business, for platform keys."""
+    return Business.objects.select_related("owner")
 
 
 def businesses_for_owner_email(*, email: str) -> QuerySet[Business]:
-    return Business.objects.filter(owner__email__iexact=email.strip()).select_related("owner")
+    return business_list().filter(owner__email__iexact=email.strip())
+
+
+def business_owner_verify(*, business: Business, email: str) -> bool:
+    """Whether `email` is the business's owner (the owner account or an owner member)."""
+    email = (email or "").strip()
+    if not email:
+        return False
+    return Business.objects.filter(
+        Q(owner__email__iexact=email)
+        | Q(memberships__role=Role.OWNER, memberships__user__email__iexact=email),
+        pk=business.pk,
+    ).exists()
+
+
+def agent_list(*, business: Business) -> QuerySet[Agent]:
+    return Agent.objects.filter(business=business)
+
+
+def api_key_list(*, business: Business) -> QuerySet[APIKey]:
+    return APIKey.objects.filter(business=business)

@@ -6,18 +6,19 @@ import hashlib
 import hmac
 import secrets
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from businesses.models import AIControlSettings, Agent, APIKey, Business, Membership, Role
+from businesses.models import Agent, AIControlSettings, APIKey, Business, Membership, Role
+from businesses.selectors import business_config_validator
 from icmp.errors import ApplicationError
 from icmp.jsonschemas import instance_errors
-from businesses.selectors import business_config_validator
 
 KEY_PREFIX = "icmp_"
 # last_used_at is written at most this often per key: no write per request.
@@ -62,9 +63,7 @@ def api_key_authenticate(*, raw_key: str) -> APIKey | None:
     if not prefix or not secret or len(prefix) > 16:
         return None
     api_key = (
-        APIKey.objects.select_related("business")
-        .filter(prefix=prefix, business__is_active=True)
-        .first()
+        APIKey.objects.select_related("business").filter(prefix=prefix, business__is_active=True).first()
     )
     if api_key is None:
         # Same work as a match, so timing does not tell which prefixes exist.
@@ -133,9 +132,14 @@ def business_create(
         owner = User(username=owner_email, email=owner_email, is_staff=True)
         owner.set_unusable_password()
         owner.save()
-    business = Business.objects.create(
-        name=name[:200], slug=slug or _unique_slug(name), owner=owner, config=config
-    )
+    try:
+        with transaction.atomic():
+            business = Business.objects.create(
+                name=name[:200], slug=slug or _unique_slug(name), owner=owner, config=config
+            )
+    except IntegrityError:
+        # Two creates raced for the same slug.
+        raise ApplicationError("The slug is taken; try again.", code="conflict", field="slug")
     Membership.objects.create(business=business, user=owner, role=Role.OWNER)
     AIControlSettings.objects.create(business=business)
     Agent.objects.create(business=business, name="Assistant", is_default=True)
@@ -201,7 +205,150 @@ def membership_add(
     elif created:
         user.set_unusable_password()
     user.save()
-    membership, _ = Membership.objects.update_or_create(
-        business=business, user=user, defaults={"role": role}
-    )
+    membership, _ = Membership.objects.update_or_create(business=business, user=user, defaults={"role": role})
     return membership, created
+
+
+AGENT_FIELDS = ("name", "persona", "instructions", "model", "temperature", "max_tokens", "is_default")
+
+
+def _agent_name_check(*, business: Business, name: str, exclude_id: Any = None) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise ApplicationError("An agent needs a name.", code="invalid", field="name")
+    taken = Agent.objects.filter(business=business, name=name)
+    if exclude_id is not None:
+        taken = taken.exclude(pk=exclude_id)
+    if taken.exists():
+        raise ApplicationError(
+            f"This business already has an agent named {name!r}.", code="duplicate", field="name"
+        )
+    return name
+
+
+def _agent_save(*, agent: Agent, update_fields: list[str] | None = None) -> None:
+    """Save, turning a lost race on a unique constraint into a 400 instead of a 500."""
+    try:
+        with transaction.atomic():
+            agent.save(update_fields=update_fields)
+    except IntegrityError:
+        raise ApplicationError(
+            "Another agent with this name (or another default agent) was saved at the same time.",
+            code="conflict",
+            field="name",
+        )
+
+
+@transaction.atomic
+def agent_create(
+    *,
+    business: Business,
+    name: str,
+    persona: str = "",
+    instructions: str = "",
+    model: str = "",
+    temperature: Decimal | float = Decimal("0.3"),
+    max_tokens: int = 500,
+    is_default: bool = False,
+) -> Agent:
+    """Create an agent. The first agent of a business (or one marked default) becomes the default.
+
+    Making an agent the default unsets the previous default in the same transaction.
+    """
+    # Serialises default changes of one business (a no-op on SQLite).
+    list(Business.objects.select_for_update().filter(pk=business.pk).values_list("pk", flat=True))
+    name = _agent_name_check(business=business, name=name)
+    has_default = Agent.objects.filter(business=business, is_default=True).exists()
+    if is_default and has_default:
+        Agent.objects.filter(business=business, is_default=True).update(
+            is_default=False, updated_at=timezone.now()
+        )
+    agent = Agent(
+        business=business,
+        name=name,
+        persona=persona,
+        instructions=instructions,
+        model=model,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        is_default=is_default or not has_default,
+    )
+    _agent_save(agent=agent)
+    return agent
+
+
+@transaction.atomic
+def agent_update(*, agent: Agent, data: dict[str, Any]) -> Agent:
+    """Change some of AGENT_FIELDS. The default agent can only be replaced, never just unset."""
+    unknown = set(data) - set(AGENT_FIELDS)
+    if unknown:
+        raise ApplicationError(f"Unknown agent fields: {', '.join(sorted(unknown))}.", code="invalid")
+    business = agent.business
+    list(Business.objects.select_for_update().filter(pk=business.pk).values_list("pk", flat=True))
+    if "name" in data:
+        data = {**data, "name": _agent_name_check(business=business, name=data["name"], exclude_id=agent.pk)}
+    if "is_default" in data:
+        if agent.is_default and not data["is_default"]:
+            raise ApplicationError(
+                "A business always has a default agent: make another agent the default instead.",
+                code="default_agent_required",
+                field="is_default",
+            )
+        if data["is_default"] and not agent.is_default:
+            Agent.objects.filter(business=business, is_default=True).update(
+                is_default=False, updated_at=timezone.now()
+            )
+    fields = [name for name in AGENT_FIELDS if name in data]
+    for name in fields:
+        setattr(agent, name, data[name])
+    if fields:
+        _agent_save(agent=agent, update_fields=[*fields, "updated_at"])
+    return agent
+
+
+def agent_delete(*, agent: Agent) -> None:
+    """Delete an agent. The default agent cannot be deleted (conversations fall back to it)."""
+    if agent.is_default:
+        raise ApplicationError(
+            "The default agent cannot be deleted: make another agent the default first.",
+            code="default_agent_protected",
+        )
+    agent.delete()
+
+
+AI_SETTINGS_FIELDS = (
+    "auto_reply_enabled",
+    "burst_window_seconds",
+    "fallback_text",
+    "history_token_budget",
+    "monthly_token_budget",
+    "max_turns_per_conversation",
+    "whatsapp_window_template",
+    "whatsapp_window_template_language",
+)
+MAX_BURST_WINDOW_SECONDS = 300
+
+
+def ai_settings_ensure(*, business: Business) -> AIControlSettings:
+    """The business's AI control settings, created with defaults when missing."""
+    ai_settings, _ = AIControlSettings.objects.get_or_create(business=business)
+    return ai_settings
+
+
+def ai_settings_update(*, ai_settings: AIControlSettings, data: dict[str, Any]) -> AIControlSettings:
+    unknown = set(data) - set(AI_SETTINGS_FIELDS)
+    if unknown:
+        raise ApplicationError(f"Unknown AI settings: {', '.join(sorted(unknown))}.", code="invalid")
+    burst = data.get("burst_window_seconds")
+    if burst is not None and not 0 <= burst <= MAX_BURST_WINDOW_SECONDS:
+        raise ApplicationError(
+            f"burst_window_seconds must be between 0 and {MAX_BURST_WINDOW_SECONDS}.",
+            code="invalid",
+            field="burst_window_seconds",
+        )
+    fields = [name for name in AI_SETTINGS_FIELDS if name in data]
+    for name in fields:
+        setattr(ai_settings, name, data[name])
+    if fields:
+        ai_settings.save(update_fields=[*fields, "updated_at"])
+    return ai_settings

@@ -51,13 +51,9 @@ class ChannelAccount(BaseModel):
     class Meta:
         ordering = ["kind", "name"]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(kind__in=ChannelKind.values), name="channel_kind_valid"
-            ),
+            models.CheckConstraint(condition=Q(kind__in=ChannelKind.values), name="channel_kind_valid"),
             # Webhook routing: one account per (kind, Meta id) across all tenants.
-            models.UniqueConstraint(
-                fields=["kind", "external_id"], name="channel_unique_external_id"
-            ),
+            models.UniqueConstraint(fields=["kind", "external_id"], name="channel_unique_external_id"),
         ]
 
     def __str__(self) -> str:

@@ -13,9 +13,7 @@ from icmp.db import BaseModel
 class Contact(BaseModel):
     """A customer on one channel account (wa_id, PSID, IGSID or an API id)."""
 
-    business = models.ForeignKey(
-        "businesses.Business", on_delete=models.CASCADE, related_name="contacts"
-    )
+    business = models.ForeignKey("businesses.Business", on_delete=models.CASCADE, related_name="contacts")
     channel_account = models.ForeignKey(
         "channels_app.ChannelAccount", on_delete=models.CASCADE, related_name="contacts"
     )
@@ -88,9 +86,7 @@ class Conversation(BaseModel):
             models.CheckConstraint(
                 condition=Q(status__in=ConversationStatus.values), name="conversation_status_valid"
             ),
-            models.CheckConstraint(
-                condition=Q(ai_mode__in=AIMode.values), name="conversation_ai_mode_valid"
-            ),
+            models.CheckConstraint(condition=Q(ai_mode__in=AIMode.values), name="conversation_ai_mode_valid"),
             # Concurrent webhooks for a new contact must not open two conversations.
             models.UniqueConstraint(
                 fields=["contact"],
@@ -100,9 +96,7 @@ class Conversation(BaseModel):
         ]
         indexes = [
             # conversations/ list and the admin inbox: a business's, newest activity first.
-            models.Index(
-                fields=["business", "-last_message_at", "-id"], name="conv_business_activity"
-            ),
+            models.Index(fields=["business", "-last_message_at", "-id"], name="conv_business_activity"),
             # "needs human" filter in the inbox.
             models.Index(
                 fields=["business", "-last_message_at"],
@@ -165,12 +159,8 @@ INBOUND_PENDING = (MessageStatus.RECEIVED, MessageStatus.PROCESSING)
 
 
 class Message(BaseModel):
-    business = models.ForeignKey(
-        "businesses.Business", on_delete=models.CASCADE, related_name="messages"
-    )
-    conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
-    )
+    business = models.ForeignKey("businesses.Business", on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     channel_account = models.ForeignKey(
         "channels_app.ChannelAccount", on_delete=models.CASCADE, related_name="messages"
     )
@@ -183,7 +173,7 @@ class Message(BaseModel):
     # The provider's item exactly as received (inbound) or the send response (outbound).
     raw = models.JSONField(default=dict, blank=True)
     # The channel's message id (wamid, mid, or the API client's id): the idempotency key.
-    external_id = models.CharField(max_length=255, null=True, blank=True)
+    external_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 (NULL: no id yet)
     reply_to_external_id = models.CharField(max_length=255, blank=True)
     status = models.CharField(max_length=12, choices=MessageStatus.choices)
     error_code = models.CharField(max_length=32, blank=True)
@@ -209,12 +199,8 @@ class Message(BaseModel):
             models.CheckConstraint(
                 condition=Q(direction__in=Direction.values), name="message_direction_valid"
             ),
-            models.CheckConstraint(
-                condition=Q(author__in=Author.values), name="message_author_valid"
-            ),
-            models.CheckConstraint(
-                condition=Q(status__in=MessageStatus.values), name="message_status_valid"
-            ),
+            models.CheckConstraint(condition=Q(author__in=Author.values), name="message_author_valid"),
+            models.CheckConstraint(condition=Q(status__in=MessageStatus.values), name="message_status_valid"),
             # Meta redelivers for up to 7 days, sometimes concurrently: the
             # channel's message id is our idempotency key.
             models.UniqueConstraint(
@@ -256,9 +242,7 @@ class LLMOutcome(models.TextChoices):
 class LLMCall(BaseModel):
     """One LLM request: the ledger behind usage, cost and debugging."""
 
-    business = models.ForeignKey(
-        "businesses.Business", on_delete=models.CASCADE, related_name="llm_calls"
-    )
+    business = models.ForeignKey("businesses.Business", on_delete=models.CASCADE, related_name="llm_calls")
     conversation = models.ForeignKey(
         Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="llm_calls"
     )
@@ -295,12 +279,8 @@ class LLMCall(BaseModel):
         verbose_name = "LLM call"
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(purpose__in=LLMPurpose.values), name="llmcall_purpose_valid"
-            ),
-            models.CheckConstraint(
-                condition=Q(outcome__in=LLMOutcome.values), name="llmcall_outcome_valid"
-            ),
+            models.CheckConstraint(condition=Q(purpose__in=LLMPurpose.values), name="llmcall_purpose_valid"),
+            models.CheckConstraint(condition=Q(outcome__in=LLMOutcome.values), name="llmcall_outcome_valid"),
         ]
         indexes = [
             # llm-calls/ list and usage/ aggregation for a business by time.

@@ -75,7 +75,9 @@ def _llm() -> dict[str, Any]:
         "ok": True,
         "configured": configured,
         "model": settings.LLM_MODEL if configured else None,
-        "note": None if configured else "No LLM configured: AI replies are off and conversations go to staff.",
+        "note": None
+        if configured
+        else "No LLM configured: AI replies are off and conversations go to staff.",
     }
 
 
@@ -90,4 +92,6 @@ def health(request: HttpRequest) -> JsonResponse:
         "llm": _timed(_llm),
     }
     healthy = all(c["ok"] for c in checks.values())
-    return JsonResponse({"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503)
+    return JsonResponse(
+        {"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503
+    )

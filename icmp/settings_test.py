@@ -18,8 +18,8 @@ os.environ.setdefault("CACHE_KEY_PREFIX", "icmp-test")
 for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ICMP_MASTER_API_KEY", "ICMP_INTERNAL_API_KEY"):
     os.environ.pop(name, None)
 
-from icmp.settings import *  # noqa: E402,F403
-from icmp.settings import REST_FRAMEWORK, STORAGES  # noqa: E402
+from icmp.settings import *
+from icmp.settings import REST_FRAMEWORK, STORAGES
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}

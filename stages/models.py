@@ -10,12 +10,8 @@ from icmp.db import BaseModel
 
 
 class Stage(BaseModel):
-    business = models.ForeignKey(
-        "businesses.Business", on_delete=models.CASCADE, related_name="stages"
-    )
-    key = models.SlugField(
-        max_length=64, help_text="Stable identifier the stage selector answers with."
-    )
+    business = models.ForeignKey("businesses.Business", on_delete=models.CASCADE, related_name="stages")
+    key = models.SlugField(max_length=64, help_text="Stable identifier the stage selector answers with.")
     name = models.CharField(max_length=120)
     description = models.TextField(
         blank=True, help_text="When this stage applies; the stage selector reads it."

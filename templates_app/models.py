@@ -44,12 +44,8 @@ class PromptTemplate(BaseModel):
     class Meta:
         ordering = ["kind", "name"]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(kind__in=TemplateKind.values), name="template_kind_valid"
-            ),
-            models.UniqueConstraint(
-                fields=["business", "kind", "name"], name="template_unique_name"
-            ),
+            models.CheckConstraint(condition=Q(kind__in=TemplateKind.values), name="template_kind_valid"),
+            models.UniqueConstraint(fields=["business", "kind", "name"], name="template_unique_name"),
             models.UniqueConstraint(
                 fields=["kind", "name"],
                 condition=Q(business__isnull=True),

@@ -85,9 +85,7 @@ class StaffSessionAuthentication(SessionAuthentication):
             return None
         self.enforce_csrf(request)
         business, role = self._business_for(request, user)
-        return user, Principal(
-            kind=PrincipalKind.BUSINESS, business=business, user_id=user.pk, role=role
-        )
+        return user, Principal(kind=PrincipalKind.BUSINESS, business=business, user_id=user.pk, role=role)
 
     def _business_for(self, request: Request, user) -> tuple[Business | None, str | None]:
         wanted = request.META.get("HTTP_X_BUSINESS_ID", "").strip()

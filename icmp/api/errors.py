@@ -84,7 +84,9 @@ def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonRe
 
 def json_500(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
-        error_body("server_error", "Internal server error.", {"request_id": getattr(request, "request_id", "")}),
+        error_body(
+            "server_error", "Internal server error.", {"request_id": getattr(request, "request_id", "")}
+        ),
         status=status.HTTP_500_INTERNAL_SERVER_ERROR,
     )
 

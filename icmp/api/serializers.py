@@ -17,11 +17,11 @@ class StrictFieldsMixin:
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             writable = {
-                name for name, field in self.fields.items() if not field.read_only  # type: ignore[attr-defined]
+                name
+                for name, field in self.fields.items()
+                if not field.read_only  # type: ignore[attr-defined]
             }
             unknown = sorted(set(data) - writable)
             if unknown:
-                raise serializers.ValidationError(
-                    {name: ["Unknown or read-only field."] for name in unknown}
-                )
+                raise serializers.ValidationError({name: ["Unknown or read-only field."] for name in unknown})
         return super().to_internal_value(data)  # type: ignore[misc]
