@@ -1,2 +1,307 @@
+"""Back office for businesses, their members, agents, API keys and AI settings."""
 
-# Register your models here.
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from businesses.models import (
+    MANAGE_ROLES,
+    AIControlSettings,
+    Agent,
+    APIKey,
+    Business,
+    Membership,
+)
+from businesses.services import (
+    AGENT_FIELDS,
+    AI_SETTINGS_FIELDS,
+    agent_create,
+    agent_delete,
+    agent_update,
+    ai_settings_ensure,
+    ai_settings_update,
+    api_key_create,
+    api_key_revoke,
+    business_config_validate,
+    business_create,
+    business_update,
+)
+from icmp.admin_tenancy import (
+    TenantAdmin,
+    TenantInlineMixin,
+    TenantModelForm,
+    TenantRelatedFilter,
+    changed_model_fields,
+    copy_saved,
+    is_superuser,
+)
+from icmp.errors import ApplicationError
+
+admin.site.site_header = "ICMP back office"
+admin.site.site_title = "ICMP back office"
+admin.site.index_title = "Businesses, conversations and prompts"
+
+
+def _config_errors(exc: ApplicationError) -> list[str]:
+    problems = exc.details.get("config") or []
+    return [f"{p['path']}: {p['message']}" for p in problems if isinstance(p, dict)] or [exc.message]
+
+
+class BusinessConfigMixin:
+    def clean_config(self):
+        config = self.cleaned_data.get("config")
+        config = {} if config is None else config
+        try:
+            business_config_validate(config=config)
+        except ApplicationError as exc:
+            raise ValidationError(_config_errors(exc)) from exc
+        return config
+
+
+class BusinessForm(BusinessConfigMixin, TenantModelForm):
+    class Meta:
+        model = Business
+        fields = "__all__"
+
+
+class BusinessAddForm(BusinessConfigMixin, TenantModelForm):
+    """A new business is made by `business_create`: owner, settings, agent, stage, key."""
+
+    owner_email = forms.EmailField(
+        help_text="The owner's login; a staff account is created when none has this email."
+    )
+
+    class Meta:
+        model = Business
+        fields = ["name", "config"]
+
+
+class MembershipInline(TenantInlineMixin, admin.TabularInline):
+    model = Membership
+    extra = 0
+    fields = ("user", "role", "created_at")
+    readonly_fields = ("created_at",)
+    write_roles = MANAGE_ROLES
+
+
+@admin.register(Business)
+class BusinessAdmin(TenantAdmin):
+    tenant_field = "pk"
+    write_roles = MANAGE_ROLES
+    form = BusinessForm
+    list_display = ("name", "slug", "owner", "is_active", "created_at")
+    list_filter = ("is_active",)
+    search_fields = ("name", "slug", "owner__email")
+    list_select_related = ("owner",)
+    date_hierarchy = "created_at"
+    readonly_fields = ("id", "created_at", "updated_at")
+    inlines = [MembershipInline]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = BusinessAddForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return [(None, {"fields": ("name", "owner_email", "config")})]
+        return [
+            (None, {"fields": ("name", "slug", "owner", "is_active", "config")}),
+            ("Record", {"fields": ("id", "created_at", "updated_at"), "classes": ("collapse",)}),
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not is_superuser(request):
+            # Who owns a business, its URL name and whether it runs are platform decisions.
+            readonly += ["slug", "owner", "is_active"]
+        return readonly
+
+    def get_inlines(self, request, obj):
+        # business_create makes the owner's membership; more members once it exists.
+        return [] if obj is None else super().get_inlines(request, obj)
+
+    def has_add_permission(self, request):
+        return is_superuser(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return is_superuser(request)
+
+    def save_model(self, request, obj, form, change):
+        self.check_writable(request, obj)
+        if not change:
+            business, raw_key = business_create(
+                name=form.cleaned_data["name"],
+                owner_email=form.cleaned_data["owner_email"],
+                config=form.cleaned_data["config"],
+            )
+            copy_saved(obj, business)
+            messages.success(
+                request,
+                f"The first API key of {business.name} is {raw_key} — copy it now, it is not shown again.",
+            )
+            return
+        changed = changed_model_fields(form)
+        business_update(business=obj, data={f: getattr(obj, f) for f in ("name", "config") if f in changed})
+        others = [f for f in changed if f not in ("name", "config")]
+        if others:
+            obj.save(update_fields=[*others, "updated_at"])
+
+
+class AgentForm(TenantModelForm):
+    newest_wins_fields = ("is_default",)
+
+    class Meta:
+        model = Agent
+        fields = "__all__"
+
+    def clean_is_default(self):
+        is_default = self.cleaned_data.get("is_default")
+        if self.instance.pk and self.instance.is_default and not is_default:
+            raise ValidationError(
+                "A business always has a default agent: make another agent the default instead."
+            )
+        return is_default
+
+
+@admin.register(Agent)
+class AgentAdmin(TenantAdmin):
+    form = AgentForm
+    list_display = ("name", "business", "model", "temperature", "max_tokens", "is_default", "updated_at")
+    list_filter = (("business", TenantRelatedFilter), "is_default")
+    search_fields = ("name", "model")
+    list_select_related = ("business",)
+    readonly_fields = ("id", "created_at", "updated_at")
+    fieldsets = [
+        (None, {"fields": ("business", "name", "is_default")}),
+        ("Behaviour", {"fields": ("persona", "instructions")}),
+        ("Model", {"fields": ("model", "temperature", "max_tokens")}),
+        ("Record", {"fields": ("id", "created_at", "updated_at"), "classes": ("collapse",)}),
+    ]
+
+    def has_delete_permission(self, request, obj=None):
+        # Conversations fall back to the default agent; it can be replaced, not deleted.
+        if obj is not None and obj.is_default:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        self.check_writable(request, obj)
+        data = {f: form.cleaned_data[f] for f in AGENT_FIELDS if f in form.cleaned_data}
+        if change:
+            data = {f: v for f, v in data.items() if f in form.changed_data}
+            saved = agent_update(agent=Agent.objects.get(pk=obj.pk), data=data)
+        else:
+            saved = agent_create(business=obj.business, **data)
+        copy_saved(obj, saved)
+
+    def delete_model(self, request, obj):
+        agent_delete(agent=obj)
+
+    def delete_queryset(self, request, queryset):
+        for agent in self.writable(request, queryset):
+            agent_delete(agent=agent)
+
+
+class APIKeyForm(TenantModelForm):
+    class Meta:
+        model = APIKey
+        fields = "__all__"
+
+    def clean_expires_at(self):
+        expires_at = self.cleaned_data.get("expires_at")
+        if expires_at is not None and "expires_at" in self.changed_data and expires_at <= timezone.now():
+            raise ValidationError("The expiry must be in the future.")
+        return expires_at
+
+
+@admin.register(APIKey)
+class APIKeyAdmin(TenantAdmin):
+    """Only a hash of a key is stored; the key itself is shown once, when it is made."""
+
+    form = APIKeyForm
+    write_roles = MANAGE_ROLES
+    list_display = ("name", "business", "masked_key", "state", "expires_at", "last_used_at", "created_at")
+    list_filter = (("business", TenantRelatedFilter), ("revoked_at", admin.EmptyFieldListFilter))
+    search_fields = ("name", "=prefix")
+    list_select_related = ("business",)
+    date_hierarchy = "created_at"
+    actions = ["revoke"]
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return [(None, {"fields": ("business", "name", "expires_at")})]
+        return [
+            (None, {"fields": ("business", "name", "masked_key", "state", "expires_at")}),
+            ("Use", {"fields": ("created_by", "created_at", "last_used_at", "revoked_at")}),
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return ("masked_key", "state", "created_by", "created_at", "last_used_at", "revoked_at")
+
+    @admin.display(description="key")
+    def masked_key(self, obj):
+        return f"icmp_{obj.prefix}.…"
+
+    @admin.display(description="state")
+    def state(self, obj):
+        if obj.is_revoked:
+            return "revoked"
+        return "expired" if obj.is_expired else "active"
+
+    def save_model(self, request, obj, form, change):
+        self.check_writable(request, obj)
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        api_key, raw_key = api_key_create(
+            business=obj.business, name=obj.name, expires_at=obj.expires_at, created_by=request.user
+        )
+        copy_saved(obj, api_key)
+        messages.success(request, f"The new API key is {raw_key} — copy it now, it is not shown again.")
+
+    @admin.action(description="Revoke the selected API keys", permissions=["change"])
+    def revoke(self, request, queryset):
+        keys = list(self.writable(request, queryset).filter(revoked_at__isnull=True))
+        for api_key in keys:
+            api_key_revoke(api_key=api_key)
+        self.message_user(request, f"{len(keys)} API key(s) revoked.", messages.SUCCESS)
+
+
+class AIControlSettingsForm(TenantModelForm):
+    class Meta:
+        model = AIControlSettings
+        fields = "__all__"
+
+
+@admin.register(AIControlSettings)
+class AIControlSettingsAdmin(TenantAdmin):
+    form = AIControlSettingsForm
+    write_roles = MANAGE_ROLES
+    list_display = (
+        "business",
+        "auto_reply_enabled",
+        "burst_window_seconds",
+        "history_token_budget",
+        "monthly_token_budget",
+        "max_turns_per_conversation",
+    )
+    list_filter = ("auto_reply_enabled",)
+    search_fields = ("business__name",)
+    list_select_related = ("business",)
+    readonly_fields = ("created_at", "updated_at")
+
+    def save_model(self, request, obj, form, change):
+        self.check_writable(request, obj)
+        data = {f: form.cleaned_data[f] for f in AI_SETTINGS_FIELDS if f in form.cleaned_data}
+        if change:
+            data = {f: v for f, v in data.items() if f in form.changed_data}
+            saved = ai_settings_update(ai_settings=AIControlSettings.objects.get(pk=obj.pk), data=data)
+        else:
+            saved = ai_settings_update(ai_settings=ai_settings_ensure(business=obj.business), data=data)
+        copy_saved(obj, saved)

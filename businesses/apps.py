@@ -2,5 +2,5 @@ from django.apps import AppConfig
 
 
 class BusinessesConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'businesses'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "businesses"

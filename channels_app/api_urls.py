@@ -1,3 +1,10 @@
-"""REST routes of this app (filled in by its apis module)."""
+"""REST routes of this app."""
 
-urlpatterns: list = []
+from rest_framework.routers import SimpleRouter
+
+from channels_app.apis import ChannelAccountViewSet
+
+router = SimpleRouter(use_regex_path=False)
+router.register("channel-accounts", ChannelAccountViewSet, basename="channel-account")
+
+urlpatterns = router.urls

@@ -79,6 +79,13 @@ class Conversation(BaseModel):
     )
     last_message_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)
+    handoff_notified_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the holding message was sent for the current handoff."
+    )
+    # A turn holds a lease (claimed with a conditional UPDATE) so two workers never
+    # answer the same conversation at once; an expired lease frees a killed worker's turn.
+    turn_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    turn_lease_token = models.UUIDField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-last_message_at", "-id"]

@@ -43,7 +43,12 @@ class RequestIdMiddleware:
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "request_id", None):
-            record.request_id = request_id_var.get()
+            rid = request_id_var.get()
+            if rid == "-":
+                # Django logs 4xx/5xx responses ("Unauthorized: /api/...") after the
+                # middleware chain has returned; the record carries the request instead.
+                rid = getattr(getattr(record, "request", None), "request_id", None) or rid
+            record.request_id = rid
         return True
 
 
@@ -70,8 +75,12 @@ def redact(text: str) -> str:
     return text
 
 
+# Attributes every LogRecord has; anything else came in through `extra=`.
+_RECORD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id"}
+
+
 class RedactSecretsFilter(logging.Filter):
-    """Scrub credentials from the formatted message (and its args) before output."""
+    """Scrub credentials from the message, its args, `extra` values and tracebacks."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -82,6 +91,24 @@ class RedactSecretsFilter(logging.Filter):
         if cleaned != message or record.args:
             record.msg = cleaned
             record.args = None
+        self._redact_extra(record)
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            text = logging.Formatter().formatException(record.exc_info)
+            cleaned = redact(text)
+            record.exc_text = cleaned
+            if cleaned != text:
+                # The JSON formatter formats exc_info itself and would undo the scrub.
+                record.exc_info = None
         return True
+
+    @staticmethod
+    def _redact_extra(record: logging.LogRecord) -> None:
+        for name, value in list(record.__dict__.items()):
+            if name in _RECORD_ATTRS:
+                continue
+            if isinstance(value, str):
+                setattr(record, name, redact(value))
+            elif isinstance(value, HttpRequest):
+                # Django's request logging passes the request; the JSON formatter would
+                # print its repr, query string (hub.verify_token=…, access_token=…) included.
+                setattr(record, name, redact(f"{value.method} {value.get_full_path()}"))

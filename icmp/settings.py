@@ -141,6 +141,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The sweeper re-enqueues work a lost task left behind (see conversations/sweeper.py).
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stuck-messages": {"task": "conversations.sweep", "schedule": 60.0},
+}
 
 # --- Auth, i18n, static --------------------------------------------------------
 
@@ -167,6 +171,7 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Security (production-safe unless DEBUG) ----------------------------------
 
@@ -234,18 +239,15 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {
-            "ApiKeyAuth": {
-                "type": "apiKey",
-                "in": "header",
-                "name": "Authorization",
-                "description": "`Api-Key <key>` (or `Bearer <key>`).",
-            }
-        }
+    "ENUM_NAME_OVERRIDES": {
+        "PrincipalKindEnum": ["business", "master", "internal"],
+        "ChannelKindEnum": "channels_app.models.ChannelKind",
+        "TemplateKindEnum": "templates_app.models.TemplateKind",
+        "MessageStatusEnum": "conversations.models.MessageStatus",
+        "RoleEnum": "businesses.models.Role",
+        "EffectiveTemplateSourceEnum": ["stage", "business_default", "platform_default"],
+        "TemplateChangeTypeEnum": ["+", "~", "-"],
     },
-    "SECURITY": [{"ApiKeyAuth": []}],
 }
 
 # --- Platform keys, LLM, Meta ---------------------------------------------------
@@ -297,6 +299,8 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Drop Django's own plain-text handlers: every line goes through ours.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.db.backends": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "openai": {"level": "WARNING"},

@@ -31,3 +31,6 @@ ICMP_MASTER_API_KEY = "test-master-key-0123456789abcdef"
 ICMP_INTERNAL_API_KEY = "test-internal-key-0123456789abcdef"
 OPENAI_API_KEY = ""
 OPENAI_BASE_URL = ""
+# Serve admin assets from the app folders; the suite never runs collectstatic.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from icmp import health
+from icmp.api import schema as _schema_extensions  # noqa: F401  (registers auth schemes)
 
 urlpatterns = [
     path("ping", health.ping, name="ping"),

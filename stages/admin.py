@@ -1,3 +1,98 @@
-from django.contrib import admin
+"""Back office for stages, with their version history."""
 
-# Register your models here.
+from __future__ import annotations
+
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.utils.html import format_html, format_html_join
+
+from icmp.admin_tenancy import TenantHistoryAdmin, TenantModelForm, TenantRelatedFilter, copy_saved
+from icmp.errors import ApplicationError
+from stages.models import Stage
+from stages.selectors import stage_templates_resolve
+from stages.services import (
+    UPDATABLE_FIELDS,
+    stage_create,
+    stage_data_schema_validate,
+    stage_delete,
+    stage_update,
+)
+from templates_app.rendering import HANDOFF_KEY
+
+
+class StageForm(TenantModelForm):
+    newest_wins_fields = ("is_initial",)
+
+    class Meta:
+        model = Stage
+        fields = "__all__"
+
+    def clean_key(self):
+        key = self.cleaned_data.get("key")
+        if key == HANDOFF_KEY:
+            raise ValidationError(f"{HANDOFF_KEY!r} is reserved for handing off to staff.")
+        return key
+
+    def clean_data_schema(self):
+        data_schema = self.cleaned_data.get("data_schema")
+        data_schema = {} if data_schema is None else data_schema
+        try:
+            stage_data_schema_validate(data_schema=data_schema)
+        except ApplicationError as exc:
+            problems = exc.details.get("data_schema") or []
+            raise ValidationError([f"{p['path']}: {p['message']}" for p in problems] or [exc.message]) from exc
+        return data_schema
+
+
+@admin.register(Stage)
+class StageAdmin(TenantHistoryAdmin):
+    form = StageForm
+    list_display = ("name", "key", "business", "order", "is_initial", "is_handoff", "updated_at")
+    list_filter = (("business", TenantRelatedFilter), "is_initial", "is_handoff")
+    search_fields = ("key", "name", "description")
+    list_select_related = ("business",)
+    ordering = ("business__name", "order", "key")
+    readonly_fields = ("templates_in_use", "id", "created_at", "updated_at")
+    fieldsets = [
+        (None, {"fields": ("business", "key", "name", "description", "order", "is_initial", "is_handoff")}),
+        ("Data collected", {"fields": ("data_schema",)}),
+        (
+            "Templates",
+            {
+                "fields": ("selection_template", "extraction_template", "response_template", "templates_in_use"),
+                "description": "Empty uses the business default of that kind, then the platform default.",
+            },
+        ),
+        ("Record", {"fields": ("id", "created_at", "updated_at"), "classes": ("collapse",)}),
+    ]
+
+    @admin.display(description="templates in use")
+    def templates_in_use(self, obj):
+        if obj is None or obj.pk is None:
+            return "-"
+        resolved = stage_templates_resolve(stage=obj)
+        rows = (
+            (kind, str(item.template) if item.template else "none", item.source or "")
+            for kind, item in resolved.items()
+        )
+        return format_html(
+            "<ul style='margin: 0; padding-left: 1em'>{}</ul>",
+            format_html_join("", "<li>{}: {} <small>{}</small></li>", rows),
+        )
+
+    def save_model(self, request, obj, form, change):
+        self.check_writable(request, obj)
+        data = {f: form.cleaned_data[f] for f in UPDATABLE_FIELDS if f in form.cleaned_data}
+        if change:
+            data = {f: v for f, v in data.items() if f in form.changed_data}
+            saved = stage_update(stage=obj, data=data)
+        else:
+            saved = stage_create(business=obj.business, **data)
+        copy_saved(obj, saved)
+
+    def delete_model(self, request, obj):
+        stage_delete(stage=obj)
+
+    def delete_queryset(self, request, queryset):
+        for stage in self.writable(request, queryset):
+            stage_delete(stage=stage)

@@ -1,3 +1,10 @@
-"""REST routes of this app (filled in by its apis module)."""
+"""REST routes of the stages app."""
 
-urlpatterns: list = []
+from rest_framework.routers import SimpleRouter
+
+from stages.apis import StageViewSet
+
+router = SimpleRouter(use_regex_path=False)
+router.register("stages", StageViewSet, basename="stage")
+
+urlpatterns = router.urls

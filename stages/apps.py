@@ -2,5 +2,5 @@ from django.apps import AppConfig
 
 
 class StagesConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'stages'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "stages"

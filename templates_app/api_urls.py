@@ -1,3 +1,10 @@
-"""REST routes of this app (filled in by its apis module)."""
+"""REST routes of the templates app."""
 
-urlpatterns: list = []
+from rest_framework.routers import SimpleRouter
+
+from templates_app.apis import TemplateViewSet
+
+router = SimpleRouter(use_regex_path=False)
+router.register("templates", TemplateViewSet, basename="template")
+
+urlpatterns = router.urls

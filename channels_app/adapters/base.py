@@ -1,0 +1,336 @@
+"""The channel adapter interface: typed inbound items, outbound content, SendError.
+
+Adapters are pure: they know a provider's wire format and nothing about our
+models, so webhook views and Celery tasks hand them plain dicts and small
+credential objects and get dataclasses back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
+
+logger = logging.getLogger(__name__)
+
+
+class MessageType(StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+    AUDIO = "audio"
+    VIDEO = "video"
+    DOCUMENT = "document"
+    STICKER = "sticker"
+    LOCATION = "location"
+    CONTACTS = "contacts"
+    INTERACTIVE = "interactive"
+    BUTTON = "button"
+    POSTBACK = "postback"
+    REACTION = "reaction"
+    UNSUPPORTED = "unsupported"
+
+
+class DeliveryStatus(StrEnum):
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelCredentials:
+    """What an adapter needs to send for one account, so it never imports models."""
+
+    external_id: str
+    access_token: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One message a customer sent (or, with `is_echo`, one the account sent elsewhere).
+
+    `routing_id` picks the channel account (WhatsApp phone_number_id, Page id,
+    Instagram account id); `external_id` is the provider's message id, the
+    dedup key because Meta redelivers. `payload` holds the type-specific
+    fields (media id, location, reply id, reaction target, ...).
+    """
+
+    routing_id: str
+    contact_external_id: str
+    external_id: str
+    timestamp: datetime
+    type: MessageType
+    text: str = ""
+    contact_name: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)
+    reply_to_external_id: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    is_echo: bool = False
+    echo_app_id: str | None = None
+    is_standby: bool = False
+    is_deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A receipt for a message WE sent.
+
+    Messenger read/delivery receipts may name no message: then `external_id`
+    is None and `watermark` means "everything sent to this contact before it".
+    """
+
+    routing_id: str
+    external_id: str | None
+    status: DeliveryStatus
+    timestamp: datetime
+    contact_external_id: str = ""
+    error_code: int | None = None
+    error_title: str = ""
+    error_message: str = ""
+    watermark: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelError:
+    """An asynchronous error reported for the account, not tied to one message."""
+
+    routing_id: str
+    code: int | None
+    title: str = ""
+    message: str = ""
+    details: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(slots=True)
+class ParsedBatch:
+    """Everything one webhook POST carried.
+
+    `problems` lists items the parser could not understand (the caller logs
+    them and keeps the raw event); `ignored` lists well-formed events we do
+    not handle (other webhook fields, optins, handover notices).
+    """
+
+    messages: list[InboundMessage] = field(default_factory=list)
+    statuses: list[StatusUpdate] = field(default_factory=list)
+    errors: list[ChannelError] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class QuickReply:
+    id: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateMessage:
+    """A WhatsApp approved template: the only thing allowed outside the 24-hour window."""
+
+    name: str
+    language: str
+    components: Sequence[dict[str, Any]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundContent:
+    """What to say, independent of the channel; each adapter renders it its own way.
+
+    `quick_replies` are (id, title) pairs: WhatsApp buttons or a list,
+    Messenger/Instagram quick replies. The id comes back as `payload["id"]`
+    on the customer's tap. `messaging_tag` (e.g. HUMAN_AGENT) lets staff
+    answer on Messenger/Instagram outside the 24-hour window.
+    """
+
+    text: str = ""
+    quick_replies: Sequence[QuickReply | tuple[str, str]] = ()
+    template: TemplateMessage | None = None
+    reply_to: str | None = None
+    messaging_tag: str | None = None
+    list_button: str = "Menu"
+
+    def replies(self) -> list[QuickReply]:
+        return [
+            r if isinstance(r, QuickReply) else QuickReply(id=r[0], title=r[1]) for r in self.quick_replies
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    external_id: str
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+class SendError(Exception):
+    """A send the provider refused or we could not complete.
+
+    `permanent` says whether retrying can help; `retry_after` (seconds) is a
+    hint for the backoff; `needs_reauth` means the token is dead (Graph 190).
+    `sent` holds the parts of a split message that did go out before the
+    failure, so a retry can skip them instead of sending them twice.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        permanent: bool,
+        retry_after: float | None = None,
+        needs_reauth: bool = False,
+        http_status: int | None = None,
+        subcode: int | None = None,
+        fbtrace_id: str = "",
+        sent: Sequence[SendResult] = (),
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.permanent = permanent
+        self.retry_after = retry_after
+        self.needs_reauth = needs_reauth
+        self.http_status = http_status
+        self.subcode = subcode
+        self.fbtrace_id = fbtrace_id
+        self.sent = tuple(sent)
+
+    @property
+    def transient(self) -> bool:
+        return not self.permanent
+
+
+class ChannelAdapter(Protocol):
+    kind: ClassVar[str]
+    signed: ClassVar[bool]
+
+    def verify_signature(self, raw_body: bytes, header: str | None, app_secret: str) -> bool: ...
+
+    def parse(self, payload: Any) -> ParsedBatch: ...
+
+    def send(
+        self, account: ChannelCredentials, recipient: str, message: OutboundContent
+    ) -> list[SendResult]: ...
+
+
+# Readers for untrusted payloads: they never raise, they answer a default.
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def as_str(value: Any) -> str:
+    """Strings as they are; ids that arrive as numbers (Messenger app_id) as text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        try:
+            return int(value.strip())
+        except ValueError:  # e.g. a digit string longer than int() accepts
+            return None
+    return None
+
+
+def as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+# Timestamps above this are milliseconds (Messenger), below it seconds (WhatsApp):
+# 10**11 seconds is the year 5138, 10**11 milliseconds is 1973.
+_MS_THRESHOLD = 10**11
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """Unix seconds or milliseconds, int or string, as an aware UTC datetime."""
+    number = as_float(value)
+    if number is None or number < 0:
+        return None
+    if number >= _MS_THRESHOLD:
+        number /= 1000
+    try:
+        return datetime.fromtimestamp(number, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def now() -> datetime:
+    return datetime.now(tz=UTC)
+
+
+def clean_errors(value: Any) -> list[dict[str, Any]]:
+    """Meta's `errors[]` items reduced to code/title/message/details."""
+    out = []
+    for item in as_list(value):
+        item = as_dict(item)
+        if item:
+            out.append(
+                {
+                    "code": as_int(item.get("code")),
+                    "title": as_str(item.get("title")),
+                    "message": as_str(item.get("message")),
+                    # Legacy payloads put `details` beside the code instead of in error_data.
+                    "details": as_str(as_dict(item.get("error_data")).get("details"))
+                    or as_str(item.get("details")),
+                }
+            )
+    return out
+
+
+def list_at(batch: ParsedBatch, container: dict[str, Any], key: str, where: str) -> list[Any]:
+    """container[key] as a list; absent is empty, any other type is a problem."""
+    value = container.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        batch.problems.append(f"{where}.{key}: expected a list, got {type(value).__name__}")
+        return []
+    return value
+
+
+INTERNAL_PROBLEM = "internal parser error"
+
+
+def safely(batch: ParsedBatch, where: str, fn: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    """Run one item's parser; a bug in it costs that item, never the whole webhook.
+
+    The readers above are meant to make this unreachable (the fuzz tests
+    assert it); it is the safety net for shapes nobody has imagined yet.
+    """
+    try:
+        fn(*args, **kwargs)
+    except Exception:
+        logger.exception("channel payload item could not be parsed", extra={"where": where})
+        batch.problems.append(f"{where}: {INTERNAL_PROBLEM}")
+
+
+def synthetic_id(prefix: str, *parts: object) -> str:
+    """A stable id for events Meta sends without one (reactions), so redeliveries dedup."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:40]
+    return f"{prefix}.{digest}"

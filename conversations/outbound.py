@@ -1,0 +1,255 @@
+"""Outbound messages: stored first, then sent by a task that claims the row.
+
+The row exists (status `queued`) before any HTTP call. `message_send` claims it
+with a conditional UPDATE (queued → sending), so a redelivered or retried task
+never sends a message twice after a recorded success. Transient provider
+errors put it back to `queued` for a retry with capped exponential backoff;
+permanent ones mark it failed with Meta's code and text and flag the
+conversation for staff.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from channels_app.adapters import get_adapter
+from channels_app.adapters.base import (
+    ChannelCredentials,
+    OutboundContent,
+    QuickReply,
+    SendError,
+    TemplateMessage,
+)
+from channels_app.models import ChannelAccount, ChannelKind
+from conversations.models import (
+    AIMode,
+    Author,
+    Conversation,
+    Direction,
+    Message,
+    MessageStatus,
+    MessageType,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_SEND_ATTEMPTS = 6
+BACKOFF_BASE_SECONDS = 2.0
+# Well below the Redis visibility timeout (1 h): a longer countdown would run twice.
+BACKOFF_MAX_SECONDS = 300.0
+# WhatsApp: free-form messages only within 24 h of the customer's last message.
+# https://developers.facebook.com/docs/whatsapp/cloud-api/guides/send-messages#customer-service-windows
+SERVICE_WINDOW = timedelta(hours=24)
+# Messenger/Instagram: staff may answer up to 7 days later with the HUMAN_AGENT tag.
+HUMAN_AGENT_WINDOW = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    status: str
+    retry_in: float | None = None
+
+
+def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
+    delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * (2 ** max(0, attempt - 1)))
+    if retry_after:
+        delay = min(BACKOFF_MAX_SECONDS, max(delay, retry_after))
+    return delay
+
+
+def message_outbound_create(
+    *,
+    conversation: Conversation,
+    author: str,
+    text: str,
+    quick_replies: list[str] | None = None,
+    sent_by=None,
+    stage=None,
+    enqueue: bool = True,
+) -> Message:
+    """Store an outbound message (queued) and send it after the transaction commits."""
+    now = timezone.now()
+    payload: dict[str, Any] = {}
+    if quick_replies:
+        payload["quick_replies"] = [str(q) for q in quick_replies]
+    message = Message.objects.create(
+        business_id=conversation.business_id,
+        conversation=conversation,
+        channel_account_id=conversation.channel_account_id,
+        direction=Direction.OUT,
+        author=author,
+        type=MessageType.TEXT,
+        text=text,
+        payload=payload,
+        status=MessageStatus.QUEUED,
+        status_changed_at=now,
+        sent_by=sent_by,
+        stage=stage,
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(last_message_at=now)
+    if enqueue:
+        message_send_enqueue(message_id=message.pk)
+    return message
+
+
+def message_send_enqueue(*, message_id, countdown: float | None = None) -> None:
+    from conversations.tasks import send_message
+
+    def _enqueue() -> None:
+        if countdown:
+            send_message.apply_async(args=[str(message_id)], countdown=countdown)
+        else:
+            send_message.delay(str(message_id))
+
+    transaction.on_commit(_enqueue)
+
+
+def _content_for(message: Message, account: ChannelAccount, conversation: Conversation) -> OutboundContent:
+    """What to send, honouring each channel's customer-service window."""
+    replies = [
+        QuickReply(id=f"qr{i}", title=title)
+        for i, title in enumerate(message.payload.get("quick_replies", []), start=1)
+    ]
+    last_inbound = conversation.last_inbound_at
+    since = timezone.now() - last_inbound if last_inbound else None
+    if account.kind == ChannelKind.WHATSAPP and (since is None or since > SERVICE_WINDOW):
+        ai_settings = getattr(conversation.business, "ai_settings", None)
+        template = ai_settings.whatsapp_window_template if ai_settings else ""
+        if not template:
+            raise SendError(
+                "131047",
+                "Outside WhatsApp's 24-hour customer service window and no approved template "
+                "is configured for it (AI settings: whatsapp_window_template).",
+                permanent=True,
+            )
+        return OutboundContent(
+            template=TemplateMessage(name=template, language=ai_settings.whatsapp_window_template_language)
+        )
+    tag = None
+    if account.kind in (ChannelKind.MESSENGER, ChannelKind.INSTAGRAM) and (
+        since is None or since > SERVICE_WINDOW
+    ):
+        if message.author == Author.STAFF and since is not None and since <= HUMAN_AGENT_WINDOW:
+            tag = "HUMAN_AGENT"
+        else:
+            raise SendError(
+                "10",
+                "Outside the 24-hour messaging window (staff may answer within 7 days).",
+                permanent=True,
+                subcode=2018278,
+            )
+    return OutboundContent(text=message.text, quick_replies=replies, messaging_tag=tag)
+
+
+def _mark(message_id, *, from_status: str | None = None, **fields: Any) -> int:
+    qs = Message.objects.filter(pk=message_id)
+    if from_status:
+        qs = qs.filter(status=from_status)
+    return qs.update(status_changed_at=timezone.now(), **fields)
+
+
+def message_send(*, message_id) -> SendOutcome:
+    """Claim and send one outbound message. Returns what happened (and when to retry)."""
+    claimed = _mark(
+        message_id, from_status=MessageStatus.QUEUED, status=MessageStatus.SENDING, attempts=F("attempts") + 1
+    )
+    if not claimed:
+        return SendOutcome(status="not_claimed")
+    message = Message.objects.select_related(
+        "conversation__contact", "conversation__business__ai_settings", "channel_account"
+    ).get(pk=message_id)
+    conversation = message.conversation
+    account = message.channel_account
+
+    # A staff takeover after the reply was written makes the AI's reply obsolete.
+    if message.author == Author.AI and (
+        Conversation.objects.filter(pk=conversation.pk).values_list("ai_mode", flat=True).first()
+        == AIMode.PAUSED
+    ):
+        _mark(message_id, status=MessageStatus.CANCELLED, error="Not sent: the AI was paused before sending.")
+        return SendOutcome(status=MessageStatus.CANCELLED)
+
+    if not account.is_active:
+        return _fail(message, SendError("inactive", "The channel account is inactive.", permanent=True))
+
+    try:
+        content = _content_for(message, account, conversation)
+        credentials = ChannelCredentials(external_id=account.external_id, access_token=account.access_token)
+        results = get_adapter(account.kind).send(credentials, conversation.contact.external_id, content)
+    except SendError as exc:
+        return _handle_send_error(message, exc)
+
+    ids = [r.external_id for r in results if r.external_id]
+    fields: dict[str, Any] = {"external_id": ids[0] if ids else None, "error": "", "error_code": ""}
+    if len(ids) > 1:
+        fields["payload"] = {**message.payload, "part_ids": ids}
+    # A receipt may already have moved the row past `sent` (it names our id in
+    # biz_opaque_callback_data); then only record the provider id.
+    if not _mark(message_id, from_status=MessageStatus.SENDING, status=MessageStatus.SENT, **fields):
+        Message.objects.filter(pk=message_id).update(**fields)
+    logger.info(
+        "message sent",
+        extra={"message_id": str(message_id), "conversation_id": str(conversation.pk), "channel": account.kind},
+    )
+    return SendOutcome(status=MessageStatus.SENT)
+
+
+def _handle_send_error(message: Message, exc: SendError) -> SendOutcome:
+    if exc.needs_reauth:
+        ChannelAccount.objects.filter(pk=message.channel_account_id).update(needs_reauth=True)
+    attempts = message.attempts + 1
+    if exc.transient and attempts < MAX_SEND_ATTEMPTS:
+        delay = backoff_seconds(attempts, exc.retry_after)
+        _mark(
+            message.pk,
+            from_status=MessageStatus.SENDING,
+            status=MessageStatus.QUEUED,
+            error_code=str(exc.code)[:32],
+            error=f"Retrying in {delay:.0f} s: {exc.message}"[:2000],
+        )
+        logger.warning(
+            "send failed, will retry",
+            extra={"message_id": str(message.pk), "code": exc.code, "retry_in": delay},
+        )
+        return SendOutcome(status=MessageStatus.QUEUED, retry_in=delay)
+    return _fail(message, exc)
+
+
+def _fail(message: Message, exc: SendError) -> SendOutcome:
+    from conversations.turns import conversation_flag_for_staff
+
+    _mark(
+        message.pk,
+        status=MessageStatus.FAILED,
+        error_code=str(exc.code)[:32],
+        error=exc.message[:2000],
+    )
+    conversation_flag_for_staff(
+        conversation_id=message.conversation_id, reason=f"A reply could not be sent ({exc.code}): {exc.message}"
+    )
+    logger.warning("send failed permanently", extra={"message_id": str(message.pk), "code": exc.code})
+    return SendOutcome(status=MessageStatus.FAILED)
+
+
+def channel_typing_indicate(*, conversation: Conversation, last_message: Message | None) -> None:
+    """Mark the customer's message read and show typing; best effort, never raises."""
+    account = conversation.channel_account
+    if account.kind == ChannelKind.API or not account.access_token:
+        return
+    adapter = get_adapter(account.kind)
+    credentials = ChannelCredentials(external_id=account.external_id, access_token=account.access_token)
+    try:
+        if account.kind == ChannelKind.WHATSAPP and last_message and last_message.external_id:
+            adapter.mark_read(credentials, last_message.external_id, typing=True)
+        elif account.kind in (ChannelKind.MESSENGER, ChannelKind.INSTAGRAM):
+            adapter.sender_action(credentials, conversation.contact.external_id, "typing_on")
+    except (SendError, AttributeError) as exc:
+        logger.info("typing indicator not shown: %s", getattr(exc, "code", exc.__class__.__name__))
+

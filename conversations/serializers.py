@@ -1,0 +1,127 @@
+"""API shapes for contacts, conversations, messages and LLM calls."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from channels_app.models import ChannelKind
+from conversations.models import Contact, Conversation, LLMCall, Message
+from icmp.api.serializers import StrictFieldsMixin
+
+
+class ContactSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    """A customer on one channel account. Only `name` is writable."""
+
+    class Meta:
+        model = Contact
+        fields = ["id", "external_id", "name", "channel_account", "created_at", "updated_at"]
+        read_only_fields = ["id", "external_id", "channel_account", "created_at", "updated_at"]
+
+
+class ContactSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Contact
+        fields = ["id", "external_id", "name"]
+        read_only_fields = fields
+
+
+class ConversationSerializer(serializers.ModelSerializer):
+    contact = ContactSummarySerializer(read_only=True)
+    channel = serializers.ChoiceField(
+        source="channel_account.kind", choices=ChannelKind.choices, read_only=True
+    )
+    stage = serializers.SlugRelatedField(
+        slug_field="key", read_only=True, allow_null=True, help_text="Current stage key."
+    )
+
+    class Meta:
+        model = Conversation
+        fields = [
+            "id",
+            "contact",
+            "channel_account",
+            "channel",
+            "agent",
+            "stage",
+            "status",
+            "ai_mode",
+            "needs_human",
+            "handoff_reason",
+            "collected_data",
+            "ai_turns",
+            "last_inbound_at",
+            "last_message_at",
+            "closed_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class PauseAISerializer(StrictFieldsMixin, serializers.Serializer):
+    """Why the AI is paused (optional)."""
+
+    reason = serializers.CharField(
+        max_length=500, required=False, allow_blank=True, help_text="Shown as the handoff reason."
+    )
+
+
+class ResumeAISerializer(StrictFieldsMixin, serializers.Serializer):
+    """No fields: the body is empty (or `{}`)."""
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "conversation",
+            "direction",
+            "author",
+            "type",
+            "text",
+            "payload",
+            "external_id",
+            "reply_to_external_id",
+            "status",
+            "error_code",
+            "error",
+            "created_at",
+            "status_changed_at",
+        ]
+        read_only_fields = fields
+
+
+LLM_CALL_FIELDS = [
+    "id",
+    "conversation",
+    "message",
+    "stage",
+    "template",
+    "template_version",
+    "purpose",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "latency_ms",
+    "cost",
+    "outcome",
+    "error",
+    "dry_run",
+    "created_at",
+]
+
+
+class LLMCallSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = LLMCall
+        fields = LLM_CALL_FIELDS
+        read_only_fields = fields
+
+
+class LLMCallDetailSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = LLMCall
+        fields = [*LLM_CALL_FIELDS, "base_url_host", "request_messages", "response_text", "response_json"]
+        read_only_fields = fields

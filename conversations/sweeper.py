@@ -1,0 +1,77 @@
+"""Re-enqueue work that a lost task left behind.
+
+The database is the source of truth: a Redis restart can drop queued tasks and
+a killed worker can leave a message mid-turn. Run every minute (Celery beat)
+and by `manage.py sweep_messages`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
+from conversations.models import Author, Direction, Message, MessageStatus
+
+logger = logging.getLogger(__name__)
+
+# A pending message older than this has lost its task.
+INBOUND_STUCK_AFTER = timedelta(minutes=2)
+OUTBOUND_STUCK_AFTER = timedelta(minutes=2)
+# A send claimed this long ago without an outcome: the worker died mid-call.
+# Meta may or may not have the message; sending again could duplicate it.
+SENDING_UNKNOWN_AFTER = timedelta(minutes=15)
+BATCH = 500
+
+
+def messages_sweep() -> dict[str, int]:
+    from conversations.outbound import message_send_enqueue
+    from conversations.turns import conversation_flag_for_staff, conversation_process_enqueue
+
+    now = timezone.now()
+    conversation_ids = set(
+        Message.objects.filter(
+            direction=Direction.IN,
+            author=Author.CUSTOMER,
+            status__in=(MessageStatus.RECEIVED, MessageStatus.PROCESSING),
+            created_at__lt=now - INBOUND_STUCK_AFTER,
+        )
+        .filter(Q(conversation__turn_lease_until__isnull=True) | Q(conversation__turn_lease_until__lt=now))
+        .values_list("conversation_id", flat=True)[:BATCH]
+    )
+    for conversation_id in conversation_ids:
+        conversation_process_enqueue(conversation_id=conversation_id)
+
+    queued = list(
+        Message.objects.filter(
+            direction=Direction.OUT,
+            status=MessageStatus.QUEUED,
+            status_changed_at__lt=now - OUTBOUND_STUCK_AFTER,
+        ).values_list("pk", flat=True)[:BATCH]
+    )
+    for message_id in queued:
+        message_send_enqueue(message_id=message_id)
+
+    unknown = list(
+        Message.objects.filter(
+            direction=Direction.OUT,
+            status=MessageStatus.SENDING,
+            status_changed_at__lt=now - SENDING_UNKNOWN_AFTER,
+        ).values_list("pk", "conversation_id")[:BATCH]
+    )
+    for message_id, conversation_id in unknown:
+        updated = Message.objects.filter(pk=message_id, status=MessageStatus.SENDING).update(
+            status=MessageStatus.FAILED,
+            error="The send was interrupted; not retried automatically to avoid a duplicate.",
+            status_changed_at=now,
+        )
+        if updated:
+            conversation_flag_for_staff(
+                conversation_id=conversation_id, reason="A reply may not have been delivered."
+            )
+    counts = {"conversations": len(conversation_ids), "queued": len(queued), "unknown": len(unknown)}
+    if any(counts.values()):
+        logger.info("sweeper re-enqueued work", extra=counts)
+    return counts

@@ -1,0 +1,53 @@
+"""Celery tasks: thin doors onto services. They take ids and re-read state.
+
+Every task is idempotent: it claims its work with a conditional UPDATE, so a
+redelivery (acks_late + reject_on_worker_lost) or a sweeper re-enqueue never
+does the work twice. Without REDIS_URL they run in-process after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from conversations.outbound import message_send
+from conversations.sweeper import messages_sweep
+from conversations.turns import conversation_turn_process
+
+logger = logging.getLogger(__name__)
+
+
+def _later(task, args: list, countdown: float) -> None:
+    # In-process (eager) mode has no broker to hold a countdown, and the
+    # running turn already loops over new messages: the sweeper is the backstop.
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return
+    task.apply_async(args=args, countdown=countdown)
+
+
+@shared_task(name="conversations.process_conversation", ignore_result=True)
+def process_conversation(conversation_id: str) -> str:
+    outcome = conversation_turn_process(
+        conversation_id=conversation_id, wait_for_burst=not settings.CELERY_TASK_ALWAYS_EAGER
+    )
+    if outcome.retry_in is not None:
+        _later(process_conversation, [conversation_id], max(outcome.retry_in, 0.1))
+    return outcome.status
+
+
+@shared_task(name="conversations.send_message", ignore_result=True)
+def send_message(message_id: str) -> str:
+    outcome = message_send(message_id=message_id)
+    if outcome.retry_in is not None:
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            # No broker to wait on: the sweeper re-sends queued messages later.
+            return outcome.status
+        send_message.apply_async(args=[message_id], countdown=outcome.retry_in)
+    return outcome.status
+
+
+@shared_task(name="conversations.sweep", ignore_result=True)
+def sweep() -> dict:
+    return messages_sweep()

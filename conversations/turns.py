@@ -1,0 +1,241 @@
+"""One AI turn per conversation at a time: claim, gate, run the pipeline, reply.
+
+A turn holds a lease on the conversation row, claimed with a conditional
+UPDATE (works the same on PostgreSQL and SQLite, holds no transaction open
+during LLM calls). An expired lease frees the turn of a worker that was killed.
+Messages that arrive while a turn runs, or within the business's burst window,
+are answered together in the next turn.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from businesses.models import AIControlSettings
+from conversations.models import (
+    AIMode,
+    Author,
+    Conversation,
+    Direction,
+    Message,
+    MessageStatus,
+)
+from conversations.outbound import channel_typing_indicate, message_outbound_create
+
+logger = logging.getLogger(__name__)
+
+# Longer than a turn's worst case (three LLM round trips with retries).
+LEASE_SECONDS = 600
+# A message that failed this many processing attempts is given up and flagged.
+MAX_PROCESS_ATTEMPTS = 3
+# Turns taken in one task run before yielding to other conversations.
+MAX_TURNS_PER_RUN = 5
+PENDING_STATUSES = (MessageStatus.RECEIVED, MessageStatus.PROCESSING)
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    """What a processing run did. `retry_in` asks the task to run again later."""
+
+    status: str
+    turns: int = 0
+    retry_in: float | None = None
+
+
+def _lease_claim(conversation_id) -> uuid.UUID | None:
+    token = uuid.uuid4()
+    now = timezone.now()
+    claimed = (
+        Conversation.objects.filter(pk=conversation_id)
+        .filter(Q(turn_lease_until__isnull=True) | Q(turn_lease_until__lt=now))
+        .update(turn_lease_until=now + timedelta(seconds=LEASE_SECONDS), turn_lease_token=token)
+    )
+    return token if claimed else None
+
+
+def _lease_release(conversation_id, token: uuid.UUID) -> None:
+    Conversation.objects.filter(pk=conversation_id, turn_lease_token=token).update(
+        turn_lease_until=None, turn_lease_token=None
+    )
+
+
+def conversation_flag_for_staff(*, conversation_id, reason: str, pause_ai: bool = False) -> None:
+    """Set needs-human with a reason (keeping an earlier reason), optionally pausing the AI."""
+    fields: dict = {"needs_human": True}
+    if pause_ai:
+        fields["ai_mode"] = AIMode.PAUSED
+    Conversation.objects.filter(pk=conversation_id).update(**fields)
+    Conversation.objects.filter(pk=conversation_id, handoff_reason="").update(handoff_reason=reason[:500])
+
+
+def _pending(conversation_id) -> list[Message]:
+    return list(
+        Message.objects.filter(
+            conversation_id=conversation_id,
+            direction=Direction.IN,
+            author=Author.CUSTOMER,
+            status__in=PENDING_STATUSES,
+        ).order_by("created_at", "id")[:50]
+    )
+
+
+def _gate_reason(conversation: Conversation, ai_settings: AIControlSettings | None) -> str | None:
+    from conversations.llm.client import llm_configured
+
+    if not conversation.business.is_active:
+        return "The business is inactive."
+    if ai_settings is not None and not ai_settings.auto_reply_enabled:
+        return "Auto-reply is off for this business."
+    if conversation.ai_mode == AIMode.PAUSED:
+        return "The AI is paused on this conversation."
+    if not llm_configured():
+        return "No LLM is configured (OPENAI_API_KEY / OPENAI_BASE_URL), so AI replies are off."
+    return None
+
+
+def _set_status(messages: list[Message], status: str, error: str = "") -> None:
+    Message.objects.filter(pk__in=[m.pk for m in messages]).update(
+        status=status, error=error[:2000], status_changed_at=timezone.now()
+    )
+
+
+def conversation_turn_process(*, conversation_id, wait_for_burst: bool = True) -> TurnOutcome:
+    """Answer the conversation's pending customer messages, one turn at a time.
+
+    `wait_for_burst` is off in in-process mode, where nothing could run the
+    turn later; there a webhook's whole batch is already stored before it runs.
+    """
+    token = _lease_claim(conversation_id)
+    if token is None:
+        return TurnOutcome(status="busy", retry_in=2.0)
+    turns = 0
+    try:
+        while turns < MAX_TURNS_PER_RUN:
+            pending = _pending(conversation_id)
+            if not pending:
+                return TurnOutcome(status="done", turns=turns)
+            conversation = Conversation.objects.select_related(
+                "business", "channel_account", "contact", "stage", "agent"
+            ).get(pk=conversation_id)
+            ai_settings = AIControlSettings.objects.filter(business_id=conversation.business_id).first()
+            window = ai_settings.burst_window_seconds if ai_settings else 0
+            quiet_for = (timezone.now() - pending[-1].created_at).total_seconds()
+            if wait_for_burst and window and quiet_for < window:
+                return TurnOutcome(status="waiting", turns=turns, retry_in=window - quiet_for)
+            _turn(conversation, pending, ai_settings)
+            turns += 1
+        return TurnOutcome(status="more", turns=turns, retry_in=0.1)
+    finally:
+        _lease_release(conversation_id, token)
+
+
+def _turn(conversation: Conversation, pending: list[Message], ai_settings: AIControlSettings | None) -> None:
+    given_up = [m for m in pending if m.attempts >= MAX_PROCESS_ATTEMPTS]
+    if given_up:
+        _set_status(given_up, MessageStatus.FAILED, f"Gave up after {MAX_PROCESS_ATTEMPTS} processing attempts.")
+        conversation_flag_for_staff(
+            conversation_id=conversation.pk, reason="A customer message could not be processed."
+        )
+        pending = [m for m in pending if m not in given_up]
+        if not pending:
+            return
+    Message.objects.filter(pk__in=[m.pk for m in pending]).update(
+        status=MessageStatus.PROCESSING, attempts=F("attempts") + 1, status_changed_at=timezone.now()
+    )
+
+    reason = _gate_reason(conversation, ai_settings)
+    if reason:
+        _set_status(pending, MessageStatus.SKIPPED, reason)
+        conversation_flag_for_staff(conversation_id=conversation.pk, reason=reason)
+        logger.info("turn skipped", extra={"conversation_id": str(conversation.pk), "reason": reason})
+        return
+
+    channel_typing_indicate(conversation=conversation, last_message=pending[-1])
+    _ai_turn(conversation, pending, ai_settings)
+
+
+def _ai_turn(conversation: Conversation, pending: list[Message], ai_settings: AIControlSettings | None) -> None:
+    from conversations.llm.errors import LLMUnavailable
+    from conversations.pipeline.service import turn_run
+
+    try:
+        result = turn_run(conversation=conversation, messages=pending)
+    except LLMUnavailable as exc:
+        # Nothing is lost: the messages stay visible as failed and are processed
+        # again when staff resume the AI (conversation_reprocess).
+        _set_status(pending, MessageStatus.FAILED, f"LLM unavailable: {exc}")
+        _handoff(conversation, ai_settings, reason=f"The LLM failed: {exc}")
+        return
+
+    with transaction.atomic():
+        fresh = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        if fresh.ai_mode == AIMode.PAUSED:
+            # Staff took over while the reply was being written: do not send it.
+            _set_status(pending, MessageStatus.SKIPPED, "The AI was paused during the turn.")
+            return
+        if result.reply_text:
+            message_outbound_create(
+                conversation=fresh,
+                author=Author.AI,
+                text=result.reply_text,
+                quick_replies=result.quick_replies,
+                stage=result.stage,
+            )
+        _set_status(pending, MessageStatus.ANSWERED)
+        reason = result.handoff_reason or ("" if result.reply_text else "The model returned no reply.")
+        if reason:
+            _handoff(fresh, ai_settings, reason=reason)
+
+
+def _handoff(conversation: Conversation, ai_settings: AIControlSettings | None, *, reason: str) -> None:
+    """Pause the AI, flag for staff, and send the holding message once per handoff."""
+    with transaction.atomic():
+        conversation_flag_for_staff(conversation_id=conversation.pk, reason=reason, pause_ai=True)
+        holding = (ai_settings.fallback_text if ai_settings else "").strip()
+        first_notice = Conversation.objects.filter(
+            pk=conversation.pk, handoff_notified_at__isnull=True
+        ).update(handoff_notified_at=timezone.now())
+        if holding and first_notice:
+            message_outbound_create(conversation=conversation, author=Author.SYSTEM, text=holding)
+    logger.info("conversation handed to staff", extra={"conversation_id": str(conversation.pk)})
+
+
+def conversation_reprocess(*, conversation: Conversation) -> int:
+    """Queue the conversation's failed and skipped customer messages since the last reply again."""
+    last_out = (
+        Message.objects.filter(conversation=conversation, direction=Direction.OUT)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    qs = Message.objects.filter(
+        conversation=conversation,
+        direction=Direction.IN,
+        author=Author.CUSTOMER,
+        status__in=(MessageStatus.FAILED, MessageStatus.SKIPPED),
+    )
+    if last_out:
+        qs = qs.filter(created_at__gt=last_out)
+    count = qs.update(status=MessageStatus.RECEIVED, attempts=0, error="", status_changed_at=timezone.now())
+    if count:
+        conversation_process_enqueue(conversation_id=conversation.pk)
+    return count
+
+
+def conversation_process_enqueue(*, conversation_id, countdown: float | None = None) -> None:
+    from conversations.tasks import process_conversation
+
+    def _enqueue() -> None:
+        if countdown:
+            process_conversation.apply_async(args=[str(conversation_id)], countdown=countdown)
+        else:
+            process_conversation.delay(str(conversation_id))
+
+    transaction.on_commit(_enqueue)

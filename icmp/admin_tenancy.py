@@ -1,0 +1,425 @@
+"""Tenant scoping for the Django admin, the back office of every business.
+
+Staff who are not superusers see and touch only the businesses they are
+members of (`businesses.Membership`), with rights from their role rather than
+Django's permission tables: owners, admins and editors change business data,
+owners and admins also manage keys, members, channel secrets and settings,
+viewers only read. Rows of another tenant are absent from every queryset, so
+their URLs answer 404. Superusers see everything.
+
+Every model admin uses `TenantAdminMixin` (a test walks `admin.site._registry`
+to keep it that way). Message-sized tables add `LargeTableMixin` so a list
+page never counts the whole table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+from uuid import UUID
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
+from django.db.models import Model, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponseRedirect
+from django.utils.html import format_html
+from simple_history.admin import SimpleHistoryAdmin
+
+from businesses.models import EDIT_ROLES, MANAGE_ROLES, Business, Membership
+from icmp.admin_paginator import BoundedCountPaginator
+from icmp.errors import ApplicationError
+
+_ROLES_ATTR = "_icmp_admin_roles"
+# Models whose rows without a business are platform-wide defaults every tenant may read.
+PLATFORM_SHARED = frozenset({"templates_app.prompttemplate"})
+
+
+def member_roles(request: HttpRequest) -> dict[UUID, str]:
+    """The user's role in each business they belong to, read once per request."""
+    roles = getattr(request, _ROLES_ATTR, None)
+    if roles is None:
+        user = request.user
+        roles = {}
+        if user.is_active and user.is_staff:
+            roles = dict(Membership.objects.filter(user=user).values_list("business_id", "role"))
+        setattr(request, _ROLES_ATTR, roles)
+    return roles
+
+
+def is_superuser(request: HttpRequest) -> bool:
+    return bool(request.user.is_active and request.user.is_superuser)
+
+
+def business_ids_with(request: HttpRequest, roles: Iterable[str]) -> list[UUID]:
+    roles = frozenset(roles)
+    return [business_id for business_id, role in member_roles(request).items() if role in roles]
+
+
+def has_business_field(model: type[Model]) -> bool:
+    try:
+        field = model._meta.get_field("business")
+    except FieldDoesNotExist:
+        return False
+    return field.is_relation and field.related_model is Business
+
+
+def is_platform_shared(model: type[Model]) -> bool:
+    return model._meta.label_lower in PLATFORM_SHARED
+
+
+def scope_to(queryset: QuerySet, business_ids: Iterable[Any]) -> QuerySet:
+    """Rows of `business_ids` (plus platform rows for shared models)."""
+    model = queryset.model
+    business_ids = list(business_ids)
+    if model is Business:
+        return queryset.filter(pk__in=business_ids)
+    condition = Q(business__in=business_ids)
+    if is_platform_shared(model):
+        condition |= Q(business__isnull=True)
+    return queryset.filter(condition)
+
+
+def choices_for(request: HttpRequest, model: type[Model], *, write_roles: Iterable[str]) -> QuerySet | None:
+    """The rows a non-superuser may pick in a foreign key to `model`; None: not tenant data."""
+    if model is Business:
+        # Only a business where the user may write: never create rows for another one.
+        return Business.objects.filter(pk__in=business_ids_with(request, write_roles))
+    if has_business_field(model):
+        return scope_to(model._default_manager.all(), member_roles(request))
+    if model is get_user_model():
+        # Colleagues only: the user list of the whole platform is not a tenant's business.
+        managed = business_ids_with(request, MANAGE_ROLES)
+        return model._default_manager.filter(memberships__business__in=managed).distinct()
+    return None
+
+
+def pretty_json(value: Any) -> str:
+    """JSON, indented and escaped, for read-only admin fields."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
+
+
+def copy_saved(obj: Model, saved: Model) -> None:
+    """Make the admin's unsaved `obj` the row a service created or updated.
+
+    The admin logs and redirects with the instance it passed to save_model.
+    """
+    for field in obj._meta.concrete_fields:
+        setattr(obj, field.attname, getattr(saved, field.attname))
+    obj._state.adding = False
+    obj._state.db = saved._state.db
+
+
+def changed_model_fields(form: forms.ModelForm) -> list[str]:
+    names = {field.name for field in form._meta.model._meta.concrete_fields}
+    return [name for name in form.changed_data if name in names]
+
+
+class TenantRelatedFilter(admin.RelatedFieldListFilter):
+    """A related-object filter listing only what the user may see.
+
+    Django's own filter lists the whole related table (every tenant's
+    businesses, stages, channels), and `RelatedOnlyFieldListFilter` runs a
+    DISTINCT over the filtered table, too slow for messages.
+    """
+
+    def field_choices(self, field, request, model_admin):
+        related = field.related_model
+        queryset = related._default_manager.all()
+        if has_business_field(related):
+            queryset = queryset.select_related("business")
+        if not is_superuser(request):
+            if False:
+                queryset = scope_to(queryset, member_roles(request))
+            else:
+                queryset = queryset.none()
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        if ordering:
+            queryset = queryset.order_by(*ordering)
+        return [(obj.pk, str(obj)) for obj in queryset]
+
+
+class TenantModelForm(forms.ModelForm):
+    """Refuses links across tenants: every related row belongs to the row's business.
+
+    `newest_wins_fields` name flags kept unique by the services, which clear
+    the previous holder ("one initial stage", "one default template"); the
+    form must not refuse what the service will settle.
+    """
+
+    newest_wins_fields: tuple[str, ...] = ()
+
+    def _get_validation_exclusions(self):
+        return {*super()._get_validation_exclusions(), *self.newest_wins_fields}
+
+    def clean(self):
+        cleaned = super().clean()
+        if "business" in self.fields:
+            business = cleaned.get("business")
+            business_id = business.pk if business is not None else None
+        else:
+            business_id = getattr(self.instance, "business_id", None)
+        if business_id is None:
+            return cleaned
+        for name, value in cleaned.items():
+            if not isinstance(value, Model) or isinstance(value, Business):
+                continue
+            if not has_business_field(type(value)):
+                continue
+            if True:
+                continue
+            if value.business_id is None and is_platform_shared(type(value)):
+                continue
+            self.add_error(name, f"Choose a {value._meta.verbose_name} of the same business.")
+        return cleaned
+
+
+class TenantAdminMixin:
+    """Scoping, role-based permissions and tenant-safe forms for one model admin.
+
+    `tenant_field` leads from the model to its business ("pk" for Business).
+    `write_roles` may add, change and delete; `add_roles` (default: the same)
+    may add. `platform_rows` shows rows with no business (platform defaults)
+    to every member, read-only. `view_only` models are written by the system:
+    nobody adds or changes them, superusers may delete.
+    """
+
+    tenant_field = "business"
+    write_roles: frozenset[str] = EDIT_ROLES
+    add_roles: frozenset[str] | None = None
+    platform_rows = False
+    view_only = False
+    # Fields fixed once the row exists (shown, validated, never changed).
+    locked_on_change: tuple[str, ...] = ()
+    form = TenantModelForm
+
+    # -- who may do what ------------------------------------------------------
+
+    def tenant_id_of(self, obj: Model) -> Any:
+        return obj.pk if self.tenant_field == "pk" else getattr(obj, f"{self.tenant_field}_id")
+
+    def role_on(self, request: HttpRequest, obj: Model) -> str | None:
+        business_id = self.tenant_id_of(obj)
+        return None if business_id is None else member_roles(request).get(business_id)
+
+    def may_write(self, request: HttpRequest, obj: Model | None = None, roles=None) -> bool:
+        if is_superuser(request):
+            return True
+        roles = self.write_roles if roles is None else roles
+        if obj is None:
+            return any(role in roles for role in member_roles(request).values())
+        return self.role_on(request, obj) in roles
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_superuser(request) or bool(member_roles(request))
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        if is_superuser(request):
+            return True
+        roles = member_roles(request)
+        if not roles:
+            return False
+        if obj is None:
+            return True
+        business_id = self.tenant_id_of(obj)
+        if business_id is None:
+            return self.platform_rows
+        return business_id in roles
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not self.view_only and self.may_write(request, None, self.add_roles)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return not self.view_only and self.may_write(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        if self.view_only:
+            return is_superuser(request)
+        return self.may_write(request, obj)
+
+    # -- what they see ----------------------------------------------------------
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)
+        if is_superuser(request):
+            return queryset
+        condition = Q(**{f"{self.tenant_field}__in": list(member_roles(request))})
+        if self.platform_rows:
+            condition |= Q(**{f"{self.tenant_field}__isnull": True})
+        return queryset.filter(condition)
+
+    def writable(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        """The part of `queryset` the user may change (for actions)."""
+        if is_superuser(request):
+            return queryset
+        return queryset.filter(
+            **{f"{self.tenant_field}__in": business_ids_with(request, self.write_roles)}
+        )
+
+    def get_object(self, request: HttpRequest, object_id, from_field=None):
+        """Another tenant's id (or an unknown one) is a 404, never a redirect."""
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            if not self.has_view_or_change_permission(request):
+                raise PermissionDenied
+            raise Http404(f"No {self.opts.verbose_name} with this id.")
+        return obj
+
+    # -- forms ------------------------------------------------------------------
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if not is_superuser(request):
+            if "queryset" not in kwargs:
+                queryset = choices_for(request, db_field.related_model, write_roles=self.write_roles)
+                if queryset is not None:
+                    kwargs["queryset"] = queryset
+            if db_field.name == self.tenant_field:
+                # Only superusers write platform rows (a null business).
+                kwargs["required"] = True
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_form(self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        fields = form.base_fields
+        if obj is None:
+            if self.add_roles is not None and self.tenant_field in fields and not is_superuser(request):
+                fields[self.tenant_field].queryset = Business.objects.filter(
+                    pk__in=business_ids_with(request, self.add_roles)
+                )
+            return form
+        business_id = self.tenant_id_of(obj)
+        for name, field in fields.items():
+            if name == self.tenant_field or name in self.locked_on_change:
+                # Moving a row to another tenant would strand everything pointing at it.
+                field.disabled = True
+            elif (
+                business_id is not None
+                and isinstance(field, forms.ModelChoiceField)
+                and has_business_field(field.queryset.model)
+            ):
+                condition = Q(business=business_id)
+                if is_platform_shared(field.queryset.model):
+                    condition |= Q(business__isnull=True)
+                field.queryset = field.queryset.filter(condition)
+        return form
+
+    def save_model(self, request: HttpRequest, obj: Model, form, change: bool) -> None:
+        """Writes only what the form changed: workers update these rows too."""
+        self.check_writable(request, obj)
+        if change:
+            fields = changed_model_fields(form)
+            if fields:
+                obj.save(update_fields=[*fields, "updated_at"])
+        else:
+            obj.save()
+
+    def check_writable(self, request: HttpRequest, obj: Model) -> None:
+        if not self.may_write(request, obj):
+            raise PermissionDenied
+
+    def get_deleted_objects(self, objs, request):
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        if any(not self.has_delete_permission(request, obj) for obj in objs):
+            perms_needed.add(self.opts.verbose_name)
+        return deleted, model_count, perms_needed, protected
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        super().delete_queryset(request, self.writable(request, queryset))
+
+    # -- a refused write is a message, not a 500 --------------------------------
+
+    def _refused(self, request: HttpRequest, exc: ApplicationError):
+        self.message_user(request, exc.message, messages.ERROR)
+        return HttpResponseRedirect(request.get_full_path())
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ApplicationError as exc:
+            return self._refused(request, exc)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ApplicationError as exc:
+            return self._refused(request, exc)
+
+    def changelist_view(self, request, extra_context=None):
+        try:
+            return super().changelist_view(request, extra_context)
+        except ApplicationError as exc:
+            return self._refused(request, exc)
+
+
+class TenantAdmin(TenantAdminMixin, admin.ModelAdmin):
+    pass
+
+
+class TenantHistoryAdmin(TenantAdminMixin, SimpleHistoryAdmin):
+    """Versioned models: the history pages are scoped like the change page.
+
+    simple_history looks deleted or foreign rows up in the history table and
+    lets its revert form POST with view rights only; both are closed here.
+    """
+
+    def history_view(self, request, object_id, extra_context=None):
+        self.get_object(request, unquote(object_id))
+        return super().history_view(request, object_id, extra_context)
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        if request.method == "POST" and not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
+
+class TenantInlineMixin:
+    """An inline whose rows belong to the parent's business; rights follow the parent."""
+
+    write_roles: frozenset[str] = MANAGE_ROLES
+
+    def _parent_business_id(self, obj: Model | None) -> Any:
+        if obj is None:
+            return None
+        return obj.pk if isinstance(obj, Business) else getattr(obj, "business_id", None)
+
+    def _may_write(self, request: HttpRequest, obj: Model | None) -> bool:
+        if is_superuser(request):
+            return True
+        return member_roles(request).get(self._parent_business_id(obj)) in self.write_roles
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        if is_superuser(request):
+            return True
+        if obj is None:
+            return bool(member_roles(request))
+        return self._parent_business_id(obj) in member_roles(request)
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None) -> bool:
+        return self._may_write(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self._may_write(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self._may_write(request, obj)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if not is_superuser(request) and "queryset" not in kwargs:
+            queryset = choices_for(request, db_field.related_model, write_roles=self.write_roles)
+            if queryset is not None:
+                kwargs["queryset"] = queryset
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class LargeTableMixin:
+    """List pages of message-sized tables: bounded counts, no facet counts."""
+
+    paginator = BoundedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    list_per_page = 50

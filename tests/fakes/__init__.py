@@ -1,0 +1,1 @@
+"""Real local servers standing in for external services (Meta's Graph API, ...)."""
