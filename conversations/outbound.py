@@ -196,7 +196,11 @@ def message_send(*, message_id) -> SendOutcome:
         Message.objects.filter(pk=message_id).update(**fields)
     logger.info(
         "message sent",
-        extra={"message_id": str(message_id), "conversation_id": str(conversation.pk), "channel": account.kind},
+        extra={
+            "message_id": str(message_id),
+            "conversation_id": str(conversation.pk),
+            "channel": account.kind,
+        },
     )
     return SendOutcome(status=MessageStatus.SENT)
 
@@ -232,7 +236,8 @@ def _fail(message: Message, exc: SendError) -> SendOutcome:
         error=exc.message[:2000],
     )
     conversation_flag_for_staff(
-        conversation_id=message.conversation_id, reason=f"A reply could not be sent ({exc.code}): {exc.message}"
+        conversation_id=message.conversation_id,
+        reason=f"A reply could not be sent ({exc.code}): {exc.message}",
     )
     logger.warning("send failed permanently", extra={"message_id": str(message.pk), "code": exc.code})
     return SendOutcome(status=MessageStatus.FAILED)
@@ -252,4 +257,3 @@ def channel_typing_indicate(*, conversation: Conversation, last_message: Message
             adapter.sender_action(credentials, conversation.contact.external_id, "typing_on")
     except (SendError, AttributeError) as exc:
         logger.info("typing indicator not shown: %s", getattr(exc, "code", exc.__class__.__name__))
-

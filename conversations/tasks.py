@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
-from django.conf import settings
+from celery import current_app, shared_task
 
 from conversations.outbound import message_send
 from conversations.sweeper import messages_sweep
@@ -19,19 +18,21 @@ from conversations.turns import conversation_turn_process
 logger = logging.getLogger(__name__)
 
 
+def _in_process() -> bool:
+    return bool(current_app.conf.task_always_eager)
+
+
 def _later(task, args: list, countdown: float) -> None:
     # In-process (eager) mode has no broker to hold a countdown, and the
     # running turn already loops over new messages: the sweeper is the backstop.
-    if settings.CELERY_TASK_ALWAYS_EAGER:
+    if _in_process():
         return
     task.apply_async(args=args, countdown=countdown)
 
 
 @shared_task(name="conversations.process_conversation", ignore_result=True)
 def process_conversation(conversation_id: str) -> str:
-    outcome = conversation_turn_process(
-        conversation_id=conversation_id, wait_for_burst=not settings.CELERY_TASK_ALWAYS_EAGER
-    )
+    outcome = conversation_turn_process(conversation_id=conversation_id, wait_for_burst=not _in_process())
     if outcome.retry_in is not None:
         _later(process_conversation, [conversation_id], max(outcome.retry_in, 0.1))
     return outcome.status
@@ -41,10 +42,7 @@ def process_conversation(conversation_id: str) -> str:
 def send_message(message_id: str) -> str:
     outcome = message_send(message_id=message_id)
     if outcome.retry_in is not None:
-        if settings.CELERY_TASK_ALWAYS_EAGER:
-            # No broker to wait on: the sweeper re-sends queued messages later.
-            return outcome.status
-        send_message.apply_async(args=[message_id], countdown=outcome.retry_in)
+        _later(send_message, [message_id], outcome.retry_in)
     return outcome.status
 
 

@@ -139,7 +139,9 @@ def conversation_turn_process(*, conversation_id, wait_for_burst: bool = True) -
 def _turn(conversation: Conversation, pending: list[Message], ai_settings: AIControlSettings | None) -> None:
     given_up = [m for m in pending if m.attempts >= MAX_PROCESS_ATTEMPTS]
     if given_up:
-        _set_status(given_up, MessageStatus.FAILED, f"Gave up after {MAX_PROCESS_ATTEMPTS} processing attempts.")
+        _set_status(
+            given_up, MessageStatus.FAILED, f"Gave up after {MAX_PROCESS_ATTEMPTS} processing attempts."
+        )
         conversation_flag_for_staff(
             conversation_id=conversation.pk, reason="A customer message could not be processed."
         )
@@ -161,7 +163,9 @@ def _turn(conversation: Conversation, pending: list[Message], ai_settings: AICon
     _ai_turn(conversation, pending, ai_settings)
 
 
-def _ai_turn(conversation: Conversation, pending: list[Message], ai_settings: AIControlSettings | None) -> None:
+def _ai_turn(
+    conversation: Conversation, pending: list[Message], ai_settings: AIControlSettings | None
+) -> None:
     from conversations.llm.errors import LLMUnavailable
     from conversations.pipeline.service import turn_run
 

@@ -269,6 +269,8 @@ LLM_PRICES = {
 }
 
 META_APP_SECRET = env.str("META_APP_SECRET", default="")
+# Our Meta app id: Messenger/Instagram echoes carrying it are our own sends.
+META_APP_ID = env.str("META_APP_ID", default="")
 META_VERIFY_TOKEN = env.str("META_VERIFY_TOKEN", default="")
 META_GRAPH_URL = env.str("META_GRAPH_URL", default="https://graph.facebook.com")
 META_GRAPH_VERSION = env.str("META_GRAPH_VERSION", default="v25.0")

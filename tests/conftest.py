@@ -131,6 +131,18 @@ def make_tenant(name: str, email: str, phone_number_id: str) -> Tenant:
 
 
 @pytest.fixture(autouse=True)
+def _tasks_in_process():
+    """Tasks run in-process (after commit) as in embedded mode, even when CI sets
+    REDIS_URL; the real-worker tests switch this off for themselves."""
+    from icmp.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture(autouse=True)
 def _clear_cache():
     """Throttle counters and failed-auth counters must not leak between tests."""
     cache.clear()

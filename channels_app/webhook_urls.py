@@ -1,0 +1,3 @@
+"""Webhook routes (filled in by channels_app.views)."""
+
+urlpatterns: list = []

@@ -1,0 +1,196 @@
+"""The send path: stored first, claimed once, retried only when it can help."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from businesses.models import AIControlSettings
+from channels_app.models import ChannelAccount, ChannelKind
+from conversations.models import AIMode, Author, Conversation, Message, MessageStatus
+from conversations.outbound import backoff_seconds, message_outbound_create, message_send
+from conversations.turns import conversation_flag_for_staff
+
+
+@pytest.fixture
+def open_window(alice):
+    Conversation.objects.filter(pk=alice.conversation.pk).update(last_inbound_at=timezone.now())
+    alice.conversation.refresh_from_db()
+    return alice
+
+
+def _queued(tenant, text="Your order ships today.", author=Author.AI, **kwargs) -> Message:
+    return message_outbound_create(
+        conversation=tenant.conversation, author=author, text=text, enqueue=False, **kwargs
+    )
+
+
+def test_a_reply_is_sent_once_with_metas_whatsapp_format(open_window, fake_graph):
+    message = _queued(open_window)
+    assert message_send(message_id=message.pk).status == MessageStatus.SENT
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT
+    assert message.external_id.startswith("wamid.")
+    request = fake_graph.last
+    assert request.path == f"/v25.0/{open_window.channel.external_id}/messages"
+    assert request.headers["Authorization"] == f"Bearer {open_window.channel.access_token}"
+    assert request.body["messaging_product"] == "whatsapp"
+    assert request.body["to"] == open_window.contact.external_id
+    assert request.body["text"]["body"] == "Your order ships today."
+
+    # A redelivered task finds nothing to claim and sends nothing.
+    assert message_send(message_id=message.pk).status == "not_claimed"
+    assert len(fake_graph.requests) == 1
+
+
+def test_quick_replies_become_whatsapp_buttons(open_window, fake_graph):
+    message = _queued(open_window, text="Which one?", quick_replies=["Track order", "Cancel"])
+    message_send(message_id=message.pk)
+    body = fake_graph.last.body
+    assert body["type"] == "interactive"
+    titles = [b["reply"]["title"] for b in body["interactive"]["action"]["buttons"]]
+    assert titles == ["Track order", "Cancel"]
+
+
+def test_a_transient_error_is_retried_then_sent(open_window, fake_graph):
+    message = _queued(open_window)
+    fake_graph.fail(500, {"error": {"message": "boom", "code": 1}})
+    outcome = message_send(message_id=message.pk)
+    message.refresh_from_db()
+    assert outcome.status == MessageStatus.QUEUED
+    assert outcome.retry_in and outcome.retry_in > 0
+    assert message.status == MessageStatus.QUEUED
+    assert message.attempts == 1
+    assert message_send(message_id=message.pk).status == MessageStatus.SENT
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT
+    assert message.error == ""
+    assert len(fake_graph.requests) == 2
+
+
+def test_whatsapp_rate_limit_is_transient(open_window, fake_graph):
+    message = _queued(open_window)
+    fake_graph.graph_error(130429, "Rate limit hit")
+    assert message_send(message_id=message.pk).status == MessageStatus.QUEUED
+
+
+def test_retries_stop_at_the_cap_and_the_conversation_is_flagged(open_window, fake_graph):
+    message = _queued(open_window)
+    Message.objects.filter(pk=message.pk).update(attempts=5)
+    fake_graph.fail(503)
+    assert message_send(message_id=message.pk).status == MessageStatus.FAILED
+    conversation = Conversation.objects.get(pk=open_window.conversation.pk)
+    assert conversation.needs_human
+
+
+def test_a_permanent_error_fails_the_message_with_metas_code(open_window, fake_graph):
+    message = _queued(open_window)
+    fake_graph.graph_error(131026, "Message undeliverable")
+    assert message_send(message_id=message.pk).status == MessageStatus.FAILED
+    message.refresh_from_db()
+    assert message.error_code == "131026"
+    assert "undeliverable" in message.error.lower()
+    conversation = Conversation.objects.get(pk=open_window.conversation.pk)
+    assert conversation.needs_human
+    assert "131026" in conversation.handoff_reason
+
+
+def test_an_expired_token_marks_the_account_for_reauthorisation(open_window, fake_graph):
+    message = _queued(open_window)
+    fake_graph.graph_error(190, "Error validating access token", status=401)
+    assert message_send(message_id=message.pk).status == MessageStatus.FAILED
+    assert ChannelAccount.objects.get(pk=open_window.channel.pk).needs_reauth
+
+
+def test_outside_the_24_hour_window_no_free_text_is_attempted(alice, fake_graph):
+    Conversation.objects.filter(pk=alice.conversation.pk).update(
+        last_inbound_at=timezone.now() - timedelta(hours=25)
+    )
+    message = _queued(alice)
+    assert message_send(message_id=message.pk).status == MessageStatus.FAILED
+    message.refresh_from_db()
+    assert message.error_code == "131047"
+    assert fake_graph.requests == []
+
+
+def test_outside_the_window_the_configured_template_is_sent_instead(alice, fake_graph):
+    Conversation.objects.filter(pk=alice.conversation.pk).update(
+        last_inbound_at=timezone.now() - timedelta(hours=25)
+    )
+    AIControlSettings.objects.filter(business=alice.business).update(
+        whatsapp_window_template="follow_up", whatsapp_window_template_language="pt_BR"
+    )
+    message = _queued(alice)
+    assert message_send(message_id=message.pk).status == MessageStatus.SENT
+    body = fake_graph.last.body
+    assert body["type"] == "template"
+    assert body["template"]["name"] == "follow_up"
+    assert body["template"]["language"]["code"] == "pt_BR"
+
+
+def test_an_ai_reply_made_obsolete_by_a_staff_takeover_is_not_sent(open_window, fake_graph):
+    message = _queued(open_window)
+    Conversation.objects.filter(pk=open_window.conversation.pk).update(ai_mode=AIMode.PAUSED)
+    assert message_send(message_id=message.pk).status == MessageStatus.CANCELLED
+    message.refresh_from_db()
+    assert "paused" in message.error
+    assert fake_graph.requests == []
+
+
+def test_a_staff_reply_is_sent_even_when_the_ai_is_paused(open_window, fake_graph):
+    Conversation.objects.filter(pk=open_window.conversation.pk).update(ai_mode=AIMode.PAUSED)
+    message = _queued(open_window, author=Author.STAFF, text="Hi, Maria here")
+    assert message_send(message_id=message.pk).status == MessageStatus.SENT
+
+
+def test_messenger_staff_replies_use_the_human_agent_tag_after_24_hours(alice, fake_graph):
+    page = ChannelAccount.objects.create(
+        business=alice.business,
+        kind=ChannelKind.MESSENGER,
+        external_id="5550001",
+        name="Page",
+        access_token="page-token",
+    )
+    conversation = alice.conversation
+    Conversation.objects.filter(pk=conversation.pk).update(
+        channel_account=page, last_inbound_at=timezone.now() - timedelta(days=2)
+    )
+    conversation.refresh_from_db()
+    staff = message_outbound_create(
+        conversation=conversation, author=Author.STAFF, text="Sorry!", enqueue=False
+    )
+    assert message_send(message_id=staff.pk).status == MessageStatus.SENT
+    body = fake_graph.last.body
+    assert body["messaging_type"] == "MESSAGE_TAG"
+    assert body["tag"] == "HUMAN_AGENT"
+
+    ai = message_outbound_create(conversation=conversation, author=Author.AI, text="Hello", enqueue=False)
+    assert message_send(message_id=ai.pk).status == MessageStatus.FAILED
+
+
+def test_the_api_channel_sends_without_http(alice, fake_graph):
+    api = ChannelAccount.objects.create(
+        business=alice.business, kind=ChannelKind.API, external_id="site", name="Website"
+    )
+    Conversation.objects.filter(pk=alice.conversation.pk).update(channel_account=api)
+    alice.conversation.refresh_from_db()
+    message = _queued(alice)
+    assert message_send(message_id=message.pk).status == MessageStatus.SENT
+    assert fake_graph.requests == []
+
+
+def test_backoff_grows_and_is_capped():
+    delays = [backoff_seconds(n) for n in range(1, 12)]
+    assert delays == sorted(delays)
+    assert delays[-1] <= 300
+    assert backoff_seconds(1, retry_after=30) == 30
+
+
+def test_flagging_keeps_the_first_reason(alice):
+    conversation_flag_for_staff(conversation_id=alice.conversation.pk, reason="first")
+    conversation_flag_for_staff(conversation_id=alice.conversation.pk, reason="second", pause_ai=True)
+    conversation = Conversation.objects.get(pk=alice.conversation.pk)
+    assert conversation.handoff_reason == "first"
+    assert conversation.ai_mode == AIMode.PAUSED

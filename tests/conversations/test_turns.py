@@ -1,0 +1,186 @@
+"""One turn at a time per conversation; the gate; the sweeper that recovers lost work."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from businesses.models import AIControlSettings
+from conversations.models import (
+    AIMode,
+    Author,
+    Conversation,
+    Direction,
+    Message,
+    MessageStatus,
+)
+from conversations.sweeper import messages_sweep
+from conversations.turns import MAX_PROCESS_ATTEMPTS, conversation_reprocess, conversation_turn_process
+
+
+def _inbound(tenant, text="Hi there", age=timedelta(seconds=10), **fields) -> Message:
+    message = Message.objects.create(
+        business=tenant.business,
+        conversation=tenant.conversation,
+        channel_account=tenant.channel,
+        direction=Direction.IN,
+        author=Author.CUSTOMER,
+        text=text,
+        **{"status": MessageStatus.RECEIVED, **fields},
+    )
+    Message.objects.filter(pk=message.pk).update(created_at=timezone.now() - age)
+    message.refresh_from_db()
+    return message
+
+
+def test_without_an_llm_the_message_is_skipped_and_staff_are_flagged(alice):
+    message = _inbound(alice)
+    outbound_before = Message.objects.filter(direction=Direction.OUT).count()
+    outcome = conversation_turn_process(conversation_id=alice.conversation.pk)
+    assert outcome.status == "done"
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SKIPPED
+    assert "No LLM is configured" in message.error
+    conversation = Conversation.objects.get(pk=alice.conversation.pk)
+    assert conversation.needs_human
+    assert "LLM" in conversation.handoff_reason
+    # No canned reply is ever sent in place of the AI.
+    assert Message.objects.filter(direction=Direction.OUT).count() == outbound_before
+
+
+def test_auto_reply_off_skips_with_its_reason(alice):
+    AIControlSettings.objects.filter(business=alice.business).update(auto_reply_enabled=False)
+    message = _inbound(alice)
+    conversation_turn_process(conversation_id=alice.conversation.pk)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SKIPPED
+    assert message.error == "Auto-reply is off for this business."
+
+
+def test_a_paused_conversation_is_not_answered(alice):
+    Conversation.objects.filter(pk=alice.conversation.pk).update(ai_mode=AIMode.PAUSED)
+    message = _inbound(alice)
+    conversation_turn_process(conversation_id=alice.conversation.pk)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SKIPPED
+
+
+def test_a_second_worker_never_takes_a_conversation_that_is_mid_turn(alice):
+    message = _inbound(alice)
+    Conversation.objects.filter(pk=alice.conversation.pk).update(
+        turn_lease_until=timezone.now() + timedelta(minutes=5)
+    )
+    outcome = conversation_turn_process(conversation_id=alice.conversation.pk)
+    assert outcome.status == "busy"
+    assert outcome.retry_in
+    message.refresh_from_db()
+    assert message.status == MessageStatus.RECEIVED
+
+
+def test_an_expired_lease_of_a_killed_worker_is_taken_over(alice):
+    message = _inbound(alice, status=MessageStatus.PROCESSING, attempts=1)
+    Conversation.objects.filter(pk=alice.conversation.pk).update(
+        turn_lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    assert conversation_turn_process(conversation_id=alice.conversation.pk).status == "done"
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SKIPPED
+    assert message.attempts == 2
+    assert Conversation.objects.get(pk=alice.conversation.pk).turn_lease_until is None
+
+
+def test_a_burst_is_awaited_then_answered_as_a_whole(alice):
+    AIControlSettings.objects.filter(business=alice.business).update(burst_window_seconds=5)
+    first = _inbound(alice, text="Hi", age=timedelta(seconds=3))
+    second = _inbound(alice, text="I need help", age=timedelta(seconds=1))
+    outcome = conversation_turn_process(conversation_id=alice.conversation.pk)
+    assert outcome.status == "waiting"
+    assert 3 <= outcome.retry_in <= 5
+    Message.objects.filter(pk__in=[first.pk, second.pk]).update(
+        created_at=timezone.now() - timedelta(seconds=6)
+    )
+    assert conversation_turn_process(conversation_id=alice.conversation.pk).turns == 1
+    assert set(Message.objects.filter(pk__in=[first.pk, second.pk]).values_list("status", flat=True)) == {
+        MessageStatus.SKIPPED
+    }
+
+
+def test_a_poison_message_is_given_up_after_the_attempt_cap(alice):
+    message = _inbound(alice, status=MessageStatus.PROCESSING, attempts=MAX_PROCESS_ATTEMPTS)
+    conversation_turn_process(conversation_id=alice.conversation.pk)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.FAILED
+    assert "Gave up" in message.error
+    assert Conversation.objects.get(pk=alice.conversation.pk).needs_human
+
+
+def test_resuming_the_ai_reprocesses_unanswered_messages(alice):
+    message = _inbound(alice, age=timedelta(0), status=MessageStatus.FAILED, error="LLM unavailable")
+    count = conversation_reprocess(conversation=alice.conversation)
+    assert count == 1
+    message.refresh_from_db()
+    assert message.status == MessageStatus.RECEIVED
+    assert message.attempts == 0
+
+
+def test_the_sweeper_re_enqueues_lost_work(alice, django_capture_on_commit_callbacks):
+    stuck_in = _inbound(alice, age=timedelta(minutes=5))
+    fresh_in = _inbound(alice, age=timedelta(seconds=1))
+    queued_out = Message.objects.create(
+        business=alice.business,
+        conversation=alice.conversation,
+        channel_account=alice.channel,
+        direction=Direction.OUT,
+        author=Author.STAFF,
+        text="x",
+        status=MessageStatus.QUEUED,
+        status_changed_at=timezone.now() - timedelta(minutes=5),
+    )
+    lost_send = Message.objects.create(
+        business=alice.business,
+        conversation=alice.conversation,
+        channel_account=alice.channel,
+        direction=Direction.OUT,
+        author=Author.AI,
+        text="y",
+        status=MessageStatus.SENDING,
+        status_changed_at=timezone.now() - timedelta(hours=1),
+    )
+    with django_capture_on_commit_callbacks() as callbacks:
+        counts = messages_sweep()
+    assert counts == {"conversations": 1, "queued": 1, "unknown": 1}
+    assert len(callbacks) == 2
+    lost_send.refresh_from_db()
+    assert lost_send.status == MessageStatus.FAILED
+    assert "duplicate" in lost_send.error
+    for message in (stuck_in, fresh_in, queued_out):
+        message.refresh_from_db()
+    assert stuck_in.status == MessageStatus.RECEIVED
+
+
+def test_the_sweeper_leaves_conversations_with_a_live_lease_alone(alice):
+    _inbound(alice, age=timedelta(minutes=5))
+    Conversation.objects.filter(pk=alice.conversation.pk).update(
+        turn_lease_until=timezone.now() + timedelta(minutes=5)
+    )
+    assert messages_sweep()["conversations"] == 0
+
+
+def test_the_sweep_command_runs_the_sweeper(alice, capsys, django_capture_on_commit_callbacks):
+    stuck = _inbound(alice, age=timedelta(minutes=5))
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("sweep_messages")
+    assert "conversations: 1" in capsys.readouterr().out
+    stuck.refresh_from_db()
+    assert stuck.status == MessageStatus.SKIPPED
+
+
+@pytest.mark.parametrize("task_name", ["conversations.process_conversation", "conversations.send_message"])
+def test_tasks_are_registered_with_delay_on_commit(task_name):
+    from icmp.celery import app
+
+    task = app.tasks[task_name]
+    assert hasattr(task, "delay_on_commit")
