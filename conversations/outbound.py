@@ -130,7 +130,8 @@ def _content_for(message: Message, account: ChannelAccount, conversation: Conver
                 permanent=True,
             )
         return OutboundContent(
-            template=TemplateMessage(name=template, language=ai_settings.whatsapp_window_template_language)
+            template=TemplateMessage(name=template, language=ai_settings.whatsapp_window_template_language),
+            callback_data=str(message.pk),
         )
     tag = None
     if account.kind in (ChannelKind.MESSENGER, ChannelKind.INSTAGRAM) and (
@@ -145,7 +146,9 @@ def _content_for(message: Message, account: ChannelAccount, conversation: Conver
                 permanent=True,
                 subcode=2018278,
             )
-    return OutboundContent(text=message.text, quick_replies=replies, messaging_tag=tag)
+    return OutboundContent(
+        text=message.text, quick_replies=replies, messaging_tag=tag, callback_data=str(message.pk)
+    )
 
 
 def _mark(message_id, *, from_status: str | None = None, **fields: Any) -> int:
@@ -248,12 +251,12 @@ def channel_typing_indicate(*, conversation: Conversation, last_message: Message
     account = conversation.channel_account
     if account.kind == ChannelKind.API or not account.access_token:
         return
-    adapter = get_adapter(account.kind)
     credentials = ChannelCredentials(external_id=account.external_id, access_token=account.access_token)
     try:
-        if account.kind == ChannelKind.WHATSAPP and last_message and last_message.external_id:
-            adapter.mark_read(credentials, last_message.external_id, typing=True)
-        elif account.kind in (ChannelKind.MESSENGER, ChannelKind.INSTAGRAM):
-            adapter.sender_action(credentials, conversation.contact.external_id, "typing_on")
-    except (SendError, AttributeError) as exc:
-        logger.info("typing indicator not shown: %s", getattr(exc, "code", exc.__class__.__name__))
+        get_adapter(account.kind).acknowledge(
+            credentials,
+            recipient=conversation.contact.external_id,
+            message_id=(last_message.external_id or "") if last_message else "",
+        )
+    except SendError as exc:
+        logger.info("typing indicator not shown", extra={"code": exc.code, "conversation_id": str(conversation.pk)})

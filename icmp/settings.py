@@ -274,6 +274,9 @@ META_APP_ID = env.str("META_APP_ID", default="")
 META_VERIFY_TOKEN = env.str("META_VERIFY_TOKEN", default="")
 META_GRAPH_URL = env.str("META_GRAPH_URL", default="https://graph.facebook.com")
 META_GRAPH_VERSION = env.str("META_GRAPH_VERSION", default="v25.0")
+# Instagram accounts connected through Instagram Login talk to graph.instagram.com;
+# empty uses META_GRAPH_URL (Instagram through a Facebook Page).
+META_INSTAGRAM_GRAPH_URL = env.str("META_INSTAGRAM_GRAPH_URL", default="")
 
 # --- Logging: JSON lines, a request id on each, secrets scrubbed -----------------
 

@@ -92,3 +92,6 @@ class ApiAdapter:
         if not message.text.strip() and not message.quick_replies:
             raise SendError("empty_message", "nothing to send", permanent=True)
         return [SendResult(external_id=new_id(), raw={})]
+
+    def acknowledge(self, account: ChannelCredentials, *, recipient: str, message_id: str) -> None:
+        """Nothing to show: API clients poll for the reply."""

@@ -93,6 +93,7 @@ class StatusUpdate:
     error_title: str = ""
     error_message: str = ""
     watermark: datetime | None = None
+    callback_data: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -155,6 +156,10 @@ class OutboundContent:
     reply_to: str | None = None
     messaging_tag: str | None = None
     list_button: str = "Menu"
+    # Our own message id. Meta hands it back (WhatsApp statuses as
+    # biz_opaque_callback_data, Messenger/Instagram echoes as metadata), so a
+    # receipt that overtakes the send response still finds its message.
+    callback_data: str | None = None
 
     def replies(self) -> list[QuickReply]:
         return [
@@ -217,6 +222,10 @@ class ChannelAdapter(Protocol):
     def send(
         self, account: ChannelCredentials, recipient: str, message: OutboundContent
     ) -> list[SendResult]: ...
+
+    def acknowledge(self, account: ChannelCredentials, *, recipient: str, message_id: str) -> None:
+        """Show the customer their message was seen and a reply is being typed (best effort)."""
+        ...
 
 
 # Readers for untrusted payloads: they never raise, they answer a default.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -67,6 +68,19 @@ QUICK_REPLY_PAYLOAD_LIMIT = 1000
 EMPTY_TEXT = "👇"
 
 
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One messaging/standby item with its envelope fields already read."""
+
+    raw: dict[str, Any]
+    routing: str
+    sender: str
+    recipient: str
+    timestamp: datetime | None
+    where: str
+    standby: bool
+
+
 class MessengerAdapter(MetaAdapter):
     kind = "messenger"
     objects: ClassVar[tuple[str, ...]] = ("page",)
@@ -109,45 +123,43 @@ class MessengerAdapter(MetaAdapter):
             batch.problems.append(f"{where}: expected an object")
             return
         sender = as_dict(event.get("sender"))
-        # Chat-plugin events may name the user by user_ref instead of a PSID.
-        sender_id = as_str(sender.get("id")) or as_str(sender.get("user_ref"))
-        recipient_id = as_str(as_dict(event.get("recipient")).get("id"))
-        timestamp = parse_timestamp(event.get("timestamp"))
+        recipient = as_str(as_dict(event.get("recipient")).get("id"))
+        ev = Event(
+            raw=event,
+            # Without an entry id, the account is the recipient (or the sender of an echo).
+            routing=routing,
+            # Chat-plugin events may name the user by user_ref instead of a PSID.
+            sender=as_str(sender.get("id")) or as_str(sender.get("user_ref")),
+            recipient=recipient,
+            timestamp=parse_timestamp(event.get("timestamp")),
+            where=where,
+            standby=standby,
+        )
         if "message" in event:
-            self._message(batch, event, routing, sender_id, recipient_id, timestamp, where, standby)
+            self._message(batch, ev)
         elif "postback" in event:
-            self._postback(batch, event, routing, sender_id, recipient_id, timestamp, where, standby)
+            self._postback(batch, ev)
         elif "reaction" in event:
-            self._reaction(batch, event, routing, sender_id, recipient_id, timestamp, where, standby)
+            self._reaction(batch, ev)
         elif "delivery" in event or "read" in event:
-            self._receipt(batch, event, routing, sender_id, timestamp, where)
+            self._receipt(batch, ev)
         elif any(key in event for key in IGNORED_EVENTS):
             batch.ignored.append(f"{where}: {next(k for k in IGNORED_EVENTS if k in event)} event")
         else:
             keys = sorted(str(k) for k in event if k not in ("sender", "recipient", "timestamp"))
             batch.problems.append(f"{where}: unknown event {keys}")
 
-    def _message(
-        self,
-        batch: ParsedBatch,
-        event: dict[str, Any],
-        routing: str,
-        sender_id: str,
-        recipient_id: str,
-        timestamp: datetime | None,
-        where: str,
-        standby: bool,
-    ) -> None:
-        message = event.get("message")
+    def _message(self, batch: ParsedBatch, ev: Event) -> None:
+        message = ev.raw.get("message")
         if not isinstance(message, dict):
-            batch.problems.append(f"{where}.message: expected an object")
+            batch.problems.append(f"{ev.where}.message: expected an object")
             return
         mid = as_str(message.get("mid"))
         echo = message.get("is_echo") is True
         # Echoes are sent BY the Page/IG account: the contact is the recipient.
-        contact, account = (recipient_id, sender_id) if echo else (sender_id, recipient_id)
+        contact, account = (ev.recipient, ev.sender) if echo else (ev.sender, ev.recipient)
         if not mid or not contact:
-            batch.problems.append(f"{where}: message without mid or contact id")
+            batch.problems.append(f"{ev.where}: message without mid or contact id")
             return
         mtype, text, payload = self._content(message)
         reply_to = as_dict(message.get("reply_to"))
@@ -160,18 +172,18 @@ class MessengerAdapter(MetaAdapter):
             payload["metadata"] = as_str(message.get("metadata"))
         batch.messages.append(
             InboundMessage(
-                routing_id=routing or account,
+                routing_id=ev.routing or account,
                 contact_external_id=contact,
                 external_id=mid,
-                timestamp=self._time(batch, timestamp, where),
+                timestamp=self._time(batch, ev),
                 type=mtype,
                 text=text,
                 payload=payload,
                 reply_to_external_id=as_str(reply_to.get("mid")) or None,
-                raw=event,
+                raw=ev.raw,
                 is_echo=echo,
                 echo_app_id=as_str(message.get("app_id")) or None,
-                is_standby=standby,
+                is_standby=ev.standby,
                 is_deleted=message.get("is_deleted") is True,
             )
         )
@@ -207,22 +219,12 @@ class MessengerAdapter(MetaAdapter):
         payload["unsupported_type"] = first["type"] or "unknown"
         return MessageType.UNSUPPORTED, text, payload
 
-    def _postback(
-        self,
-        batch: ParsedBatch,
-        event: dict[str, Any],
-        routing: str,
-        sender_id: str,
-        recipient_id: str,
-        timestamp: datetime | None,
-        where: str,
-        standby: bool,
-    ) -> None:
-        postback = event.get("postback")
-        if not isinstance(postback, dict) or not sender_id:
-            batch.problems.append(f"{where}: postback without content or sender")
+    def _postback(self, batch: ParsedBatch, ev: Event) -> None:
+        postback = ev.raw.get("postback")
+        if not isinstance(postback, dict) or not ev.sender:
+            batch.problems.append(f"{ev.where}: postback without content or sender")
             return
-        when = self._time(batch, timestamp, where)
+        when = self._time(batch, ev)
         title, data = as_str(postback.get("title")), as_str(postback.get("payload"))
         # Standby apps get the title but not the payload.
         payload: dict[str, Any] = {"id": data, "payload": data, "title": title}
@@ -230,44 +232,32 @@ class MessengerAdapter(MetaAdapter):
             payload["referral"] = postback["referral"]
         batch.messages.append(
             InboundMessage(
-                routing_id=routing or recipient_id,
-                contact_external_id=sender_id,
-                external_id=as_str(postback.get("mid"))
-                or synthetic_id("postback", sender_id, when.timestamp(), data),
+                routing_id=ev.routing or ev.recipient,
+                contact_external_id=ev.sender,
+                external_id=as_str(postback.get("mid")) or synthetic_id("postback", ev.sender, when, data),
                 timestamp=when,
                 type=MessageType.POSTBACK,
                 text=title,
                 payload=payload,
-                raw=event,
-                is_standby=standby,
+                raw=ev.raw,
+                is_standby=ev.standby,
             )
         )
 
-    def _reaction(
-        self,
-        batch: ParsedBatch,
-        event: dict[str, Any],
-        routing: str,
-        sender_id: str,
-        recipient_id: str,
-        timestamp: datetime | None,
-        where: str,
-        standby: bool,
-    ) -> None:
-        reaction = event.get("reaction")
-        if not isinstance(reaction, dict) or not sender_id:
-            batch.problems.append(f"{where}: reaction without content or sender")
+    def _reaction(self, batch: ParsedBatch, ev: Event) -> None:
+        reaction = ev.raw.get("reaction")
+        if not isinstance(reaction, dict) or not ev.sender:
+            batch.problems.append(f"{ev.where}: reaction without content or sender")
             return
-        when = self._time(batch, timestamp, where)
+        when = self._time(batch, ev)
         target = as_str(reaction.get("mid"))
         action = as_str(reaction.get("action")) or "react"
-        # Reactions carry no id of their own; a stable one lets redeliveries dedup.
-        external_id = synthetic_id("reaction", sender_id, target, action, when.timestamp())
         batch.messages.append(
             InboundMessage(
-                routing_id=routing or recipient_id,
-                contact_external_id=sender_id,
-                external_id=external_id,
+                routing_id=ev.routing or ev.recipient,
+                contact_external_id=ev.sender,
+                # Reactions carry no id of their own; a stable one lets redeliveries dedup.
+                external_id=synthetic_id("reaction", ev.sender, target, action, when),
                 timestamp=when,
                 type=MessageType.REACTION,
                 payload={
@@ -276,53 +266,44 @@ class MessengerAdapter(MetaAdapter):
                     "reaction": as_str(reaction.get("reaction")),
                     "action": action,
                 },
-                raw=event,
-                is_standby=standby,
+                raw=ev.raw,
+                is_standby=ev.standby,
             )
         )
 
-    def _receipt(
-        self,
-        batch: ParsedBatch,
-        event: dict[str, Any],
-        routing: str,
-        sender_id: str,
-        timestamp: datetime | None,
-        where: str,
-    ) -> None:
-        key = "delivery" if "delivery" in event else "read"
+    def _receipt(self, batch: ParsedBatch, ev: Event) -> None:
+        key = "delivery" if "delivery" in ev.raw else "read"
         status = DeliveryStatus.DELIVERED if key == "delivery" else DeliveryStatus.READ
-        receipt = event.get(key)
+        receipt = ev.raw.get(key)
         if not isinstance(receipt, dict):
-            batch.problems.append(f"{where}.{key}: expected an object")
+            batch.problems.append(f"{ev.where}.{key}: expected an object")
             return
         watermark = parse_timestamp(receipt.get("watermark"))
-        mids = [as_str(m) for m in list_at(batch, receipt, "mids", f"{where}.{key}") if as_str(m)]
+        mids = [as_str(m) for m in list_at(batch, receipt, "mids", f"{ev.where}.{key}") if as_str(m)]
         if as_str(receipt.get("mid")):  # Instagram names the message that was seen
             mids.append(as_str(receipt["mid"]))
         if not mids and watermark is None:
-            batch.problems.append(f"{where}.{key}: neither mids nor watermark")
+            batch.problems.append(f"{ev.where}.{key}: neither mids nor watermark")
             return
-        when = timestamp or watermark or now()
         # Messenger receipts without mids mean "everything before the watermark".
         for mid in mids or [None]:
             batch.statuses.append(
                 StatusUpdate(
-                    routing_id=routing,
+                    routing_id=ev.routing or ev.recipient,
                     external_id=mid,
                     status=status,
-                    timestamp=when,
-                    contact_external_id=sender_id,
+                    timestamp=ev.timestamp or watermark or now(),
+                    contact_external_id=ev.sender,
                     watermark=watermark,
-                    raw=event,
+                    raw=ev.raw,
                 )
             )
 
-    def _time(self, batch: ParsedBatch, timestamp: datetime | None, where: str) -> datetime:
-        if timestamp is None:
-            batch.problems.append(f"{where}.timestamp: invalid, using the time of parsing")
+    def _time(self, batch: ParsedBatch, ev: Event) -> datetime:
+        if ev.timestamp is None:
+            batch.problems.append(f"{ev.where}.timestamp: invalid, using the time of parsing")
             return now()
-        return timestamp
+        return ev.timestamp
 
     # Sending
 
@@ -346,6 +327,7 @@ class MessengerAdapter(MetaAdapter):
             text or (EMPTY_TEXT if replies else ""),
             quick_replies=replies,
             tag=message.messaging_tag,
+            metadata=message.callback_data,
         )
 
     def send_text(
@@ -390,6 +372,11 @@ class MessengerAdapter(MetaAdapter):
             raise SendError("invalid_content", f"unknown sender action {action!r}", permanent=True)
         body = {"recipient": {"id": recipient}, "sender_action": action}
         return self.post(account, self.messages_path(account), body)
+
+    def acknowledge(self, account: ChannelCredentials, *, recipient: str, message_id: str) -> None:
+        # Two requests: a sender action cannot be combined with anything else.
+        self.sender_action(account, recipient, "mark_seen")
+        self.sender_action(account, recipient, "typing_on")
 
     def _quick_replies(self, quick_replies: Sequence[QuickReply | tuple[str, str]]) -> list[dict[str, str]]:
         replies = [r if isinstance(r, QuickReply) else QuickReply(*r) for r in quick_replies]

@@ -309,6 +309,7 @@ class WhatsAppAdapter(MetaAdapter):
                 error_code=first.get("code"),
                 error_title=first.get("title", ""),
                 error_message=first.get("details") or first.get("message", ""),
+                callback_data=as_str(item.get("biz_opaque_callback_data")),
                 raw=item,
             )
         )
@@ -316,11 +317,19 @@ class WhatsAppAdapter(MetaAdapter):
     # Sending
 
     def send(self, account: ChannelCredentials, recipient: str, message: OutboundContent) -> list[SendResult]:
-        """Render channel-neutral content: template, text, and ≤3 buttons or a 4–10 row list."""
+        """Render channel-neutral content: a template (its text is then not sent), or text
+        with ≤3 reply buttons or a 4–10 row list (more options are listed in the text)."""
         if message.template is not None:
             template = message.template
             return [
-                self.send_template(account, recipient, template.name, template.language, template.components)
+                self.send_template(
+                    account,
+                    recipient,
+                    template.name,
+                    template.language,
+                    template.components,
+                    callback_data=message.callback_data,
+                )
             ]
         replies = message.replies()
         text = message.text.strip()
@@ -331,17 +340,28 @@ class WhatsAppAdapter(MetaAdapter):
             text = "\n".join([text, "", *(f"• {reply.title}" for reply in replies)]).strip()
             replies = []
         if not replies:
-            return self.send_text(account, recipient, text, reply_to=message.reply_to)
+            return self.send_text(
+                account, recipient, text, reply_to=message.reply_to, callback_data=message.callback_data
+            )
         limit = BUTTON_BODY_LIMIT if len(replies) <= BUTTONS_MAX else LIST_BODY_LIMIT
         head, tail = split_tail(text, limit)
         results: list[SendResult] = []
         try:
             if head:
-                results += self.send_text(account, recipient, head, reply_to=message.reply_to)
+                results += self.send_text(
+                    account, recipient, head, reply_to=message.reply_to, callback_data=message.callback_data
+                )
             reply_to = None if head else message.reply_to
             if len(replies) <= BUTTONS_MAX:
                 results.append(
-                    self.send_buttons(account, recipient, tail or EMPTY_BODY, replies, reply_to=reply_to)
+                    self.send_buttons(
+                        account,
+                        recipient,
+                        tail or EMPTY_BODY,
+                        replies,
+                        reply_to=reply_to,
+                        callback_data=message.callback_data,
+                    )
                 )
             else:
                 rows = [ListRow(id=reply.id, title=reply.title) for reply in replies]
@@ -354,6 +374,7 @@ class WhatsAppAdapter(MetaAdapter):
                         message.list_button,
                         [section],
                         reply_to=reply_to,
+                        callback_data=message.callback_data,
                     )
                 )
         except SendError as exc:
@@ -369,6 +390,7 @@ class WhatsAppAdapter(MetaAdapter):
         *,
         reply_to: str | None = None,
         preview_url: bool = False,
+        callback_data: str | None = None,
     ) -> list[SendResult]:
         """Plain text, split into several messages above 4096 characters."""
         chunks = split_text(text, TEXT_LIMIT)
@@ -376,7 +398,7 @@ class WhatsAppAdapter(MetaAdapter):
             raise SendError("empty_message", "nothing to send", permanent=True)
         results: list[SendResult] = []
         for index, chunk in enumerate(chunks):
-            body = self._envelope(recipient, reply_to if index == 0 else None)
+            body = self._envelope(recipient, reply_to if index == 0 else None, callback_data)
             body.update(type="text", text={"body": chunk, "preview_url": preview_url})
             try:
                 results.append(self._send(account, body))
@@ -395,6 +417,7 @@ class WhatsAppAdapter(MetaAdapter):
         header: str | None = None,
         footer: str | None = None,
         reply_to: str | None = None,
+        callback_data: str | None = None,
     ) -> SendResult:
         """Up to three reply buttons; titles are shortened to 20 characters and made unique."""
         replies = [b if isinstance(b, QuickReply) else QuickReply(*b) for b in buttons]
@@ -414,7 +437,7 @@ class WhatsAppAdapter(MetaAdapter):
             },
         }
         _decorate(interactive, header, footer)
-        message = self._envelope(recipient, reply_to)
+        message = self._envelope(recipient, reply_to, callback_data)
         message.update(type="interactive", interactive=interactive)
         return self._send(account, message)
 
@@ -429,6 +452,7 @@ class WhatsAppAdapter(MetaAdapter):
         header: str | None = None,
         footer: str | None = None,
         reply_to: str | None = None,
+        callback_data: str | None = None,
     ) -> SendResult:
         """A list message: ≤10 sections, ≤10 rows in total, texts shortened to Meta's limits."""
         rows = [row for section in sections for row in section.rows]
@@ -457,7 +481,7 @@ class WhatsAppAdapter(MetaAdapter):
             "action": {"button": truncate(button, LIST_BUTTON_LIMIT) or "Menu", "sections": rendered},
         }
         _decorate(interactive, header, footer)
-        message = self._envelope(recipient, reply_to)
+        message = self._envelope(recipient, reply_to, callback_data)
         message.update(type="interactive", interactive=interactive)
         return self._send(account, message)
 
@@ -468,12 +492,21 @@ class WhatsAppAdapter(MetaAdapter):
         name: str,
         language: str,
         components: Sequence[dict[str, Any]] = (),
+        *,
+        callback_data: str | None = None,
     ) -> SendResult:
         """An approved template: the only message allowed outside the 24-hour window."""
         template: dict[str, Any] = {"name": name, "language": {"code": language}}
         if components:
             template["components"] = list(components)
-        body = {"messaging_product": "whatsapp", "to": recipient, "type": "template", "template": template}
+        body: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "to": recipient,
+            "type": "template",
+            "template": template,
+        }
+        if callback_data:
+            body["biz_opaque_callback_data"] = callback_data[:512]
         return self._send(account, body)
 
     def mark_read(
@@ -485,7 +518,12 @@ class WhatsAppAdapter(MetaAdapter):
             body["typing_indicator"] = {"type": "text"}
         return self.post(account, f"{account.external_id}/messages", body)
 
-    def _envelope(self, recipient: str, reply_to: str | None) -> dict[str, Any]:
+    def acknowledge(self, account: ChannelCredentials, *, recipient: str, message_id: str) -> None:
+        self.mark_read(account, message_id, typing=True)
+
+    def _envelope(
+        self, recipient: str, reply_to: str | None, callback_data: str | None = None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
@@ -493,6 +531,8 @@ class WhatsAppAdapter(MetaAdapter):
         }
         if reply_to:
             body["context"] = {"message_id": reply_to}
+        if callback_data:
+            body["biz_opaque_callback_data"] = callback_data[:512]
         return body
 
     def _send(self, account: ChannelCredentials, body: dict[str, Any]) -> SendResult:

@@ -567,105 +567,28 @@ def test_the_api_channel_reports_invalid_bodies_as_problems(payload: Any) -> Non
 
 # Fuzzing: no shape inside a valid envelope may raise, and results stay well typed.
 
+
+def _keys(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        return set(node).union(*(_keys(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_keys(v) for v in node))
+    return set()
+
+
+# Every key the fixtures use, plus the ones only rarer payloads carry.
 VOCAB = sorted(
-    {
-        *[
-            "entry",
-            "changes",
-            "field",
-            "value",
-            "metadata",
-            "phone_number_id",
-            "contacts",
-            "profile",
-            "name",
-            "wa_id",
-            "messages",
-        ],
-        *[
-            "statuses",
-            "errors",
-            "message_echoes",
-            "from",
-            "to",
-            "id",
-            "timestamp",
-            "type",
-            "text",
-            "body",
-            "image",
-            "audio",
-            "video",
-        ],
-        *[
-            "document",
-            "sticker",
-            "caption",
-            "mime_type",
-            "sha256",
-            "filename",
-            "url",
-            "voice",
-            "animated",
-            "location",
-            "latitude",
-        ],
-        *[
-            "longitude",
-            "address",
-            "interactive",
-            "button_reply",
-            "list_reply",
-            "nfm_reply",
-            "title",
-            "description",
-        ],
-        *[
-            "response_json",
-            "button",
-            "payload",
-            "reaction",
-            "emoji",
-            "message_id",
-            "unsupported",
-            "system",
-            "context",
-        ],
-        *[
-            "forwarded",
-            "referred_product",
-            "referral",
-            "code",
-            "error_data",
-            "details",
-            "status",
-            "recipient_id",
-        ],
-        *[
-            "messaging",
-            "standby",
-            "sender",
-            "recipient",
-            "message",
-            "mid",
-            "is_echo",
-            "app_id",
-            "is_deleted",
-            "is_unsupported",
-        ],
-        *[
-            "quick_reply",
-            "attachments",
-            "reply_to",
-            "story",
-            "postback",
-            "delivery",
-            "read",
-            "mids",
-            "watermark",
-            "action",
-        ],
-        *["sticker_id", "coordinates", "lat", "long", "optin", "user_ref", "contact", "client_message_id"],
+    set().union(
+        *(_keys(fixture(c, n)) for c in ("whatsapp", "messenger", "instagram") for n in fixture_names(c))
+    )
+    | {"nfm_reply", "response_json", "is_unsupported", "user_ref", "coordinates", "lat", "long", "optin"}
+    | {
+        "message_echoes",
+        "referred_product",
+        "frequently_forwarded",
+        "contact",
+        "client_message_id",
+        "details",
     }
 )
 SCALARS = (

@@ -4,6 +4,8 @@ import socket
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from channels_app.adapters import (
     ChannelCredentials,
@@ -13,6 +15,7 @@ from channels_app.adapters import (
     TemplateMessage,
     get_adapter,
 )
+from channels_app.adapters.text import measure, split_tail, split_text
 from channels_app.adapters.whatsapp import ListRow, ListSection
 from tests.fakes.graph_api import FakeGraphAPI
 
@@ -450,3 +453,30 @@ def test_credentials_never_show_the_token_in_repr() -> None:
 def test_an_unknown_channel_kind_is_a_lookup_error() -> None:
     with pytest.raises(LookupError):
         get_adapter("telegram")
+
+
+def test_acknowledging_an_inbound_message_marks_it_read_and_shows_typing(fake_graph: FakeGraphAPI) -> None:
+    get_adapter("whatsapp").acknowledge(WA, recipient="5511987654321", message_id="wamid.IN1")
+    get_adapter("messenger").acknowledge(FB, recipient="7392015648120394", message_id="m_IN1")
+    get_adapter("api").acknowledge(WA, recipient="cust-1", message_id="api.1")
+    wa, seen, typing = fake_graph.bodies()
+    assert wa["status"] == "read" and wa["typing_indicator"] == {"type": "text"}
+    assert (seen["sender_action"], typing["sender_action"]) == ("mark_seen", "typing_on")
+
+
+# Pieces that stress the cutter: multibyte letters, emoji sequences, flags, combining marks.
+PIECES = ["a", "é", " ", "\n", ".", "😀", "👍🏽", "👨\u200d👩\u200d👧", "🇧🇷", "中", "e\u0301"]
+TEXTS = st.lists(st.sampled_from(PIECES) | st.characters(), max_size=300).map("".join)
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(text=TEXTS, limit=st.integers(min_value=8, max_value=120), unit=st.sampled_from(["chars", "bytes"]))
+def test_splitting_keeps_every_character_and_every_chunk_within_the_limit(
+    text: str, limit: int, unit: Any
+) -> None:
+    chunks = split_text(text, limit, unit=unit)
+    assert all(0 < measure(chunk, unit) <= limit for chunk in chunks)
+    assert "".join("".join(chunks).split()) == "".join(text.split())
+    head, tail = split_tail(text, limit, unit=unit)
+    assert measure(tail, unit) <= limit
+    assert "".join(f"{head}{tail}".split()) == "".join(text.split())

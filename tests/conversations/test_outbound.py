@@ -39,6 +39,8 @@ def test_a_reply_is_sent_once_with_metas_whatsapp_format(open_window, fake_graph
     assert request.body["messaging_product"] == "whatsapp"
     assert request.body["to"] == open_window.contact.external_id
     assert request.body["text"]["body"] == "Your order ships today."
+    # Receipts name our id, so one that overtakes this response still finds the row.
+    assert request.body["biz_opaque_callback_data"] == str(message.pk)
 
     # A redelivered task finds nothing to claim and sends nothing.
     assert message_send(message_id=message.pk).status == "not_claimed"
@@ -194,3 +196,24 @@ def test_flagging_keeps_the_first_reason(alice):
     conversation = Conversation.objects.get(pk=alice.conversation.pk)
     assert conversation.handoff_reason == "first"
     assert conversation.ai_mode == AIMode.PAUSED
+
+
+def test_a_turn_start_marks_read_with_a_typing_indicator(open_window, fake_graph):
+    from conversations.outbound import channel_typing_indicate
+
+    inbound = open_window.messages[0]
+    channel_typing_indicate(conversation=open_window.conversation, last_message=inbound)
+    body = fake_graph.last.body
+    assert body == {
+        "messaging_product": "whatsapp",
+        "status": "read",
+        "message_id": inbound.external_id,
+        "typing_indicator": {"type": "text"},
+    }
+
+
+def test_a_failing_typing_indicator_does_not_break_the_turn(open_window, fake_graph):
+    from conversations.outbound import channel_typing_indicate
+
+    fake_graph.fail(500)
+    channel_typing_indicate(conversation=open_window.conversation, last_message=open_window.messages[0])
