@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from businesses.models import (
     MANAGE_ROLES,
-    AIControlSettings,
     Agent,
+    AIControlSettings,
     APIKey,
     Business,
     Membership,

@@ -150,8 +150,10 @@ class AIControlSettings(BaseModel):
         blank=True,
         help_text="Optional holding message sent once when a conversation is handed to staff.",
     )
+    # Small enough that prompt size is flat from a short conversation to a long
+    # one (the instructions dominate); collected_data carries the facts.
     history_token_budget = models.PositiveIntegerField(
-        default=2000, help_text="Recent conversation history given to the model, in tokens."
+        default=400, help_text="Recent conversation history given to the model, in tokens."
     )
     monthly_token_budget = models.PositiveBigIntegerField(
         null=True, blank=True, help_text="Tokens per calendar month; empty means unlimited."

@@ -127,7 +127,9 @@ class ChannelAccountAdmin(TenantAdmin):
     def secrets_status(self, obj):
         if obj is None or obj.pk is None:
             return "-"
-        return ", ".join(f"{name.replace('_', ' ')}: {'set' if getattr(obj, name) else 'not set'}" for name in SECRETS)
+        return ", ".join(
+            f"{name.replace('_', ' ')}: {'set' if getattr(obj, name) else 'not set'}" for name in SECRETS
+        )
 
     def save_model(self, request, obj, form, change):
         self.check_writable(request, obj)
@@ -172,7 +174,15 @@ class WebhookEventAdmin(LargeTableMixin, TenantAdmin):
     """Written by the webhook views; `manage.py replay_webhooks` reprocesses failures."""
 
     view_only = True
-    list_display = ("created_at", "channel", "business", "channel_account", "status", "attempts", "processed_at")
+    list_display = (
+        "created_at",
+        "channel",
+        "business",
+        "channel_account",
+        "status",
+        "attempts",
+        "processed_at",
+    )
     list_filter = (
         "status",
         "channel",

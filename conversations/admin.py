@@ -163,7 +163,9 @@ class ConversationAdmin(LargeTableMixin, TenantAdmin):
 
     @admin.display(description="see also")
     def links(self, obj):
-        messages_url = reverse("admin:conversations_message_changelist") + f"?conversation__id__exact={obj.pk}"
+        messages_url = (
+            reverse("admin:conversations_message_changelist") + f"?conversation__id__exact={obj.pk}"
+        )
         calls_url = reverse("admin:conversations_llmcall_changelist") + f"?conversation__id__exact={obj.pk}"
         return format_html(
             '<a href="{}">Messages</a> · <a href="{}">LLM calls</a> · {}',

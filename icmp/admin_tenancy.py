@@ -133,7 +133,7 @@ class TenantRelatedFilter(admin.RelatedFieldListFilter):
         if has_business_field(related):
             queryset = queryset.select_related("business")
         if not is_superuser(request):
-            if False:
+            if related is Business or has_business_field(related):
                 queryset = scope_to(queryset, member_roles(request))
             else:
                 queryset = queryset.none()
@@ -165,12 +165,12 @@ class TenantModelForm(forms.ModelForm):
             business_id = getattr(self.instance, "business_id", None)
         if business_id is None:
             return cleaned
-        for name, value in cleaned.items():
+        for name, value in list(cleaned.items()):
             if not isinstance(value, Model) or isinstance(value, Business):
                 continue
             if not has_business_field(type(value)):
                 continue
-            if True:
+            if value.business_id == business_id:
                 continue
             if value.business_id is None and is_platform_shared(type(value)):
                 continue
@@ -256,9 +256,7 @@ class TenantAdminMixin:
         """The part of `queryset` the user may change (for actions)."""
         if is_superuser(request):
             return queryset
-        return queryset.filter(
-            **{f"{self.tenant_field}__in": business_ids_with(request, self.write_roles)}
-        )
+        return queryset.filter(**{f"{self.tenant_field}__in": business_ids_with(request, self.write_roles)})
 
     def get_object(self, request: HttpRequest, object_id, from_field=None):
         """Another tenant's id (or an unknown one) is a 404, never a redirect."""

@@ -40,7 +40,9 @@ class StageForm(TenantModelForm):
             stage_data_schema_validate(data_schema=data_schema)
         except ApplicationError as exc:
             problems = exc.details.get("data_schema") or []
-            raise ValidationError([f"{p['path']}: {p['message']}" for p in problems] or [exc.message]) from exc
+            raise ValidationError(
+                [f"{p['path']}: {p['message']}" for p in problems] or [exc.message]
+            ) from exc
         return data_schema
 
 
@@ -59,7 +61,12 @@ class StageAdmin(TenantHistoryAdmin):
         (
             "Templates",
             {
-                "fields": ("selection_template", "extraction_template", "response_template", "templates_in_use"),
+                "fields": (
+                    "selection_template",
+                    "extraction_template",
+                    "response_template",
+                    "templates_in_use",
+                ),
                 "description": "Empty uses the business default of that kind, then the platform default.",
             },
         ),

@@ -65,9 +65,7 @@ class PromptTemplateAdmin(TenantHistoryAdmin):
             return "Choose a kind and save to see the variables it may use."
         return format_html(
             "<dl style='margin: 0'>{}</dl>",
-            format_html_join(
-                "", "<dt><code>{}</code></dt><dd>{}</dd>", VARIABLES.get(obj.kind, {}).items()
-            ),
+            format_html_join("", "<dt><code>{}</code></dt><dd>{}</dd>", VARIABLES.get(obj.kind, {}).items()),
         )
 
     def save_model(self, request, obj, form, change):

@@ -14,13 +14,14 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
 from businesses.models import Agent, AIControlSettings
 from conversations.models import Author, Conversation, Direction, Message, MessageStatus
 from stages.models import Stage
-from templates_app.models import PromptTemplate, TemplateKind
+from stages.selectors import stage_list, stage_templates_resolve
+from templates_app.models import TemplateKind
+from templates_app.selectors import ResolvedTemplate, template_defaults_get
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +37,6 @@ MESSAGE_OVERHEAD_TOKENS = 4
 _UNSENT = (MessageStatus.FAILED, MessageStatus.CANCELLED)
 
 KINDS = (TemplateKind.STAGE_SELECTION, TemplateKind.DATA_EXTRACTION, TemplateKind.RESPONSE_GENERATION)
-_STAGE_TEMPLATE_FIELD = {
-    TemplateKind.STAGE_SELECTION: "selection_template",
-    TemplateKind.DATA_EXTRACTION: "extraction_template",
-    TemplateKind.RESPONSE_GENERATION: "response_template",
-}
 
 
 @dataclass(frozen=True)
@@ -49,7 +45,7 @@ class TemplateInfo:
     kind: str
     content: str
     version: int
-    # "stage", "business" or "platform": where the fallback chain found it.
+    # "stage", "business_default" or "platform_default": where the fallback chain found it.
     source: str
 
 
@@ -118,7 +114,7 @@ class TurnContext:
     default_templates: dict[str, TemplateInfo | None]
     budget: BudgetInfo
     quick_replies_allowed: bool
-    now: str
+    now: datetime
     conversation_id: Any = None
     # The newest pending message: the ledger's "triggering message" and the source of extracted data.
     trigger_message_id: Any = None
@@ -173,35 +169,24 @@ def _chat_message(message: Message) -> ChatMessage:
     return ChatMessage(role=role, text=_message_text(message), message_id=message.id)
 
 
-def _template_info(template: PromptTemplate | None, source: str) -> TemplateInfo | None:
+def _template_info(resolved: ResolvedTemplate) -> TemplateInfo | None:
+    template = resolved.template
     if template is None:
         return None
     return TemplateInfo(
-        id=template.id, kind=template.kind, content=template.content, version=template.version, source=source
+        id=template.id,
+        kind=template.kind,
+        content=template.content,
+        version=template.version,
+        source=str(resolved.source),
     )
 
 
-def stage_templates_resolve(
-    *, stage: Stage | None, defaults: dict[tuple[str, bool], PromptTemplate]
-) -> dict[str, TemplateInfo | None]:
-    """Each kind's template for `stage`: its own, else the business default, else the platform default.
-
-    `defaults` maps (kind, is_platform) to the default templates, read once per turn.
-    A stage's own template of the wrong kind (possible through raw edits) is ignored.
-    """
-    resolved: dict[str, TemplateInfo | None] = {}
-    for kind in KINDS:
-        own = getattr(stage, _STAGE_TEMPLATE_FIELD[kind]) if stage is not None else None
-        if own is not None and own.kind == kind:
-            resolved[kind] = _template_info(own, "stage")
-        elif (kind, False) in defaults:
-            resolved[kind] = _template_info(defaults[(kind, False)], "business")
-        else:
-            resolved[kind] = _template_info(defaults.get((kind, True)), "platform")
-    return resolved
+def _templates(resolved: dict[str, ResolvedTemplate]) -> dict[str, TemplateInfo | None]:
+    return {kind: _template_info(resolved[kind]) for kind in KINDS if kind in resolved}
 
 
-def _stage_info(stage: Stage, defaults: dict[tuple[str, bool], PromptTemplate]) -> StageInfo:
+def _stage_info(stage: Stage, defaults: dict[str, ResolvedTemplate]) -> StageInfo:
     schema = stage.data_schema if isinstance(stage.data_schema, dict) else {}
     return StageInfo(
         id=stage.id,
@@ -211,7 +196,7 @@ def _stage_info(stage: Stage, defaults: dict[tuple[str, bool], PromptTemplate]) 
         is_initial=stage.is_initial,
         is_handoff=stage.is_handoff,
         data_schema=schema,
-        templates=stage_templates_resolve(stage=stage, defaults=defaults),
+        templates=_templates(stage_templates_resolve(stage=stage, defaults=defaults)),
     )
 
 
@@ -251,17 +236,9 @@ def turn_context_build(*, conversation: Conversation, messages: list[Message]) -
     except AIControlSettings.DoesNotExist:
         ai_settings = AIControlSettings(business=business)  # unsaved: the defaults
 
-    defaults = {
-        (t.kind, t.business_id is None): t
-        for t in PromptTemplate.objects.filter(
-            Q(business=business) | Q(business__isnull=True), is_default=True, kind__in=KINDS
-        )
-    }
-    stage_rows = list(
-        Stage.objects.filter(business=business)
-        .select_related("selection_template", "extraction_template", "response_template")
-        .order_by("order", "key")
-    )
+    # Stage → business default → platform default, with the defaults read once.
+    defaults = template_defaults_get(business=business)
+    stage_rows = list(stage_list(business=business).order_by("order", "key"))
     stages = tuple(_stage_info(stage, defaults) for stage in stage_rows)
     current = next((s for s in stages if s.id == conversation.stage_id), None)
     if current is None:
@@ -293,7 +270,7 @@ def turn_context_build(*, conversation: Conversation, messages: list[Message]) -
         collected_data=dict(conversation.collected_data or {}),
         history=tuple(history),
         pending=tuple(_chat_message(m) for m in pending),
-        default_templates=stage_templates_resolve(stage=None, defaults=defaults),
+        default_templates=_templates(defaults),
         budget=BudgetInfo(
             history_token_budget=ai_settings.history_token_budget,
             monthly_token_budget=ai_settings.monthly_token_budget,
@@ -302,14 +279,10 @@ def turn_context_build(*, conversation: Conversation, messages: list[Message]) -
         ),
         # Every channel we support can show a few short reply options.
         quick_replies_allowed=True,
-        now=_now_iso(timezone.now()),
+        # Minute resolution: instructions that quote the time then change once a minute, not on
+        # every request, so the provider's prompt cache can reuse their prefix.
+        now=timezone.now().replace(second=0, microsecond=0),
         conversation_id=conversation.id,
         trigger_message_id=pending[-1].id if pending else None,
         stage_models={stage.id: stage for stage in stage_rows},
     )
-
-
-def _now_iso(now: datetime) -> str:
-    # Minute resolution: instructions that quote the time then change once a minute, not on
-    # every request, so the provider's prompt cache can reuse their prefix.
-    return now.replace(second=0, microsecond=0).isoformat()

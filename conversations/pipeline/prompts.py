@@ -16,7 +16,6 @@ are bounded in length.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from conversations.pipeline.context import ChatMessage, StageInfo, TemplateInfo, TurnContext
 from templates_app.models import TemplateKind
 from templates_app.rendering import HANDOFF_KEY, TemplateRenderError, render
+from templates_app.selectors import missing_fields_get, stage_prompt_data, template_context_build
 
 logger = logging.getLogger(__name__)
 
@@ -86,57 +86,41 @@ def _bounded(value: Any) -> Any:
     return value
 
 
-def _stage_vars(stage: StageInfo) -> dict[str, Any]:
-    return {
-        "key": stage.key,
-        "name": stage.name,
-        "description": stage.description,
-        "is_handoff": stage.is_handoff,
-        "data_schema": stage.data_schema,
-    }
-
-
 def missing_fields(stage: StageInfo | None, collected_data: dict[str, Any]) -> list[str]:
     """The stage's required fields not collected yet."""
     if stage is None:
         return []
-    return [f for f in stage.required if collected_data.get(f) in (None, "", [], {})]
+    return missing_fields_get(data_schema=stage.data_schema, collected_data=collected_data)
 
 
 def template_variables(
-    ctx: TurnContext, *, stage: StageInfo | None, collected_data: dict[str, Any]
+    ctx: TurnContext, *, kind: str, stage: StageInfo | None, collected_data: dict[str, Any]
 ) -> dict[str, Any]:
-    """Every documented variable; `render` passes each kind only its own set."""
-    return {
-        "business": {"name": ctx.business["name"], "config": ctx.business.get("config") or {}},
-        "agent": {
-            "name": ctx.agent.name,
-            "persona": ctx.agent.persona,
-            "instructions": ctx.agent.instructions,
-        },
-        "stage": _stage_vars(stage) if stage is not None else None,
-        "stages": [
+    """The variables of `kind`, built like the template preview builds them."""
+    return template_context_build(
+        kind=kind,
+        business={"name": ctx.business["name"], "config": ctx.business.get("config") or {}},
+        agent={"name": ctx.agent.name, "persona": ctx.agent.persona, "instructions": ctx.agent.instructions},
+        stage=stage_prompt_data(stage=stage),
+        stages=[
             {"key": s.key, "name": s.name, "description": s.description, "is_handoff": s.is_handoff}
             for s in ctx.stages
         ],
-        "collected_data": _bounded(collected_data),
-        "contact": {
+        collected_data=_bounded(collected_data),
+        contact={
             "name": (ctx.contact.get("name") or "")[:MAX_CONTACT_NAME_CHARS],
             "channel": ctx.contact.get("channel") or "",
         },
-        "now": ctx.now,
-        "handoff_key": HANDOFF_KEY,
-        "schema": stage.data_schema if stage is not None else {},
-        "missing_fields": missing_fields(stage, collected_data),
-        "quick_replies_allowed": ctx.quick_replies_allowed,
-    }
+        quick_replies_allowed=ctx.quick_replies_allowed,
+        now=ctx.now,
+    )
 
 
 def instructions_render(
     ctx: TurnContext, *, kind: str, stage: StageInfo | None, collected_data: dict[str, Any]
 ) -> tuple[str, TemplateInfo | None]:
     """The system message for `kind` and the template it came from (None: the built-in)."""
-    variables = template_variables(ctx, stage=stage, collected_data=collected_data)
+    variables = template_variables(ctx, kind=kind, stage=stage, collected_data=collected_data)
     template = ctx.templates_for(stage).get(kind)
     log_extra = {"business": str(ctx.business_id), "conversation": str(ctx.conversation_id)}
     if template is not None:
@@ -419,8 +403,3 @@ def response_prompt(ctx: TurnContext, *, stage: StageInfo | None, collected_data
         collected_data=collected_data,
         response_format=reply_format() if ctx.quick_replies_allowed else None,
     )
-
-
-def prompt_chars(messages: list[dict[str, str]]) -> int:
-    """Size of a request's messages, for logs and the prompt-size test."""
-    return len(json.dumps(messages, ensure_ascii=False))

@@ -241,7 +241,9 @@ def _reply_apply(record: CallRecord, draft: TurnDraft) -> None:
     data = result.json
     if isinstance(data, dict) and isinstance(data.get("reply"), str):
         reply, options = data["reply"].strip(), quick_replies_clean(data.get("quick_replies"))
-    elif record.request.response_format is not None and isinstance(data, (dict, list)):
+    elif isinstance(data, str):
+        reply, options = data.strip(), []  # a bare JSON string
+    elif record.request.response_format is not None and data is not None:
         reply, options = "", []  # JSON of the wrong shape: never send raw JSON to a customer
     else:
         reply, options = result.text.strip(), []  # a server that ignored the schema

@@ -8,7 +8,7 @@ from django.db.models import Model
 from django.forms import PasswordInput
 from django.urls import reverse
 
-from businesses.models import AIControlSettings, Agent, APIKey, Business
+from businesses.models import Agent, AIControlSettings, APIKey, Business
 from channels_app.models import ChannelAccount, WebhookEvent
 from conversations.models import Contact, Conversation, LLMCall, Message
 from stages.models import Stage

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -12,10 +13,13 @@ from django.db import connection
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 
+from businesses.models import Business
+from businesses.services import api_key_authenticate
 from conversations.models import Author, Direction, Message, MessageStatus
 from icmp.admin_paginator import BoundedCountPaginator
 from icmp.admin_tenancy import TenantAdminMixin, TenantInlineMixin, TenantRelatedFilter
 from tests.admin import LARGE_TABLES, TENANT_MODELS, admin_url, objects_of
+from tests.conftest import make_tenant
 
 pytestmark = pytest.mark.django_db
 
@@ -100,6 +104,51 @@ def test_a_member_opens_every_list_with_each_filter_applied(alice, model):
             query = choice["query_string"]
             assert client.get(base + query).status_code == 200, query
     assert objects[model]
+
+
+@pytest.mark.parametrize("model", TENANT_MODELS, ids=lambda m: m.__name__)
+def test_list_pages_run_as_many_queries_for_three_tenants_as_for_two(alice, bob, superuser, model):
+    objects_of(alice)
+    objects_of(bob)
+    client = login(superuser)
+    url = admin_url(model, "changelist")
+    client.get(url)  # warm caches (content types, sessions)
+
+    with CaptureQueriesContext(connection) as two:
+        client.get(url)
+    objects_of(make_tenant("Carol's Cafe", "carol@example.com", "3088205633"))
+    with CaptureQueriesContext(connection) as three:
+        client.get(url)
+
+    assert len(three) == len(two), [q["sql"][:120] for q in three.captured_queries]
+
+
+def test_a_superuser_creates_a_business_with_its_first_key(superuser):
+    response = login(superuser).post(
+        admin_url(Business, "add"),
+        {"name": "Dora's Deli", "owner_email": "dora@example.com", "config": json.dumps({"language": "en"})},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    business = Business.objects.get(name="Dora's Deli")
+    assert business.owner.email == "dora@example.com"
+    assert business.memberships.get().role == "owner"
+    assert business.stages.filter(is_initial=True).exists()
+    notice = " ".join(str(m) for m in response.context["messages"])
+    raw_key = next(word for word in notice.split() if word.startswith("icmp_"))
+    assert api_key_authenticate(raw_key=raw_key).business == business
+
+
+def test_a_new_business_needs_a_valid_config(superuser):
+    response = login(superuser).post(
+        admin_url(Business, "add"),
+        {"name": "Eve's", "owner_email": "eve@example.com", "config": json.dumps({"website": 5})},
+    )
+
+    assert response.status_code == 200
+    assert "website" in " ".join(response.context["adminform"].form.errors["config"])
+    assert not Business.objects.filter(name="Eve's").exists()
 
 
 def _counts(queries) -> list[str]:

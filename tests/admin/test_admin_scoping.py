@@ -144,6 +144,11 @@ def test_a_viewer_cannot_post_changes(world, alice_viewer):
         assert client.post(admin_url(alices, "change"), data).status_code == 403, model
         assert client.post(admin_url(alices, "delete"), {"post": "yes"}).status_code == 403, model
     assert client.post(admin_url(Stage, "add"), {"key": "new", "name": "New"}).status_code == 403
+    # simple_history's revert form only checks view rights by itself.
+    version = stage.history.earliest("history_date")
+    revert = admin_url(Stage, "simple_history", stage.pk, version.history_id)
+    assert client.get(revert).status_code == 200
+    assert client.post(revert, {"key": "reverted", "name": "Reverted", "order": "0"}).status_code == 403
     stage.refresh_from_db()
     assert stage.key == "general"
     assert Conversation.objects.get(pk=world["alice"][Conversation].pk).ai_mode == AIMode.AUTO
@@ -178,7 +183,13 @@ def test_add_forms_offer_only_businesses_the_user_may_write(alice, bob, alice_ed
 def test_an_add_form_posting_another_business_is_refused(alice, bob, alice_editor):
     response = login(alice_editor).post(
         admin_url(Stage, "add"),
-        {"business": str(bob.business.pk), "key": "sneaky", "name": "Sneaky", "order": "0", "data_schema": "{}"},
+        {
+            "business": str(bob.business.pk),
+            "key": "sneaky",
+            "name": "Sneaky",
+            "order": "0",
+            "data_schema": "{}",
+        },
     )
 
     assert response.status_code == 200
@@ -204,7 +215,9 @@ def test_an_add_form_for_the_users_business_creates_the_row(alice, alice_editor)
     assert stage.response_template == alice.template
 
 
-def test_foreign_key_choices_exclude_the_other_tenants_rows(world, alice, bob, alice_editor, platform_template):
+def test_foreign_key_choices_exclude_the_other_tenants_rows(
+    world, alice, bob, alice_editor, platform_template
+):
     client = login(alice_editor)
 
     stage_form = client.get(admin_url(alice.stage, "change")).context["adminform"].form
@@ -234,7 +247,9 @@ def test_posting_another_tenants_template_or_stage_is_refused(alice, bob, alice_
     assert alice.stage.response_template_id is None
 
     page = client.get(admin_url(alice.conversation, "change"))
-    response = client.post(admin_url(alice.conversation, "change"), form_post_data(page) | {"stage": str(bob.stage.pk)})
+    response = client.post(
+        admin_url(alice.conversation, "change"), form_post_data(page) | {"stage": str(bob.stage.pk)}
+    )
     assert "stage" in response.context["adminform"].form.errors
 
 
@@ -242,10 +257,30 @@ def test_a_superuser_cannot_link_rows_of_two_tenants_either(alice, bob, superuse
     client = login(superuser)
     page = client.get(admin_url(alice.stage, "change"))
 
-    response = client.post(admin_url(alice.stage, "change"), form_post_data(page) | {"response_template": str(bob.template.pk)})
+    response = client.post(
+        admin_url(alice.stage, "change"), form_post_data(page) | {"response_template": str(bob.template.pk)}
+    )
 
     assert response.status_code == 200
     assert "response_template" in response.context["adminform"].form.errors
+
+
+def test_an_add_form_cannot_link_rows_of_two_tenants(alice, bob, superuser):
+    response = login(superuser).post(
+        admin_url(Stage, "add"),
+        {
+            "business": str(alice.business.pk),
+            "key": "mixed",
+            "name": "Mixed",
+            "order": "0",
+            "data_schema": "{}",
+            "response_template": str(bob.template.pk),
+        },
+    )
+
+    assert response.status_code == 200
+    assert "response_template" in response.context["adminform"].form.errors
+    assert not Stage.objects.filter(key="mixed").exists()
 
 
 def test_the_business_of_a_row_cannot_be_changed(alice, bob, superuser):
@@ -287,7 +322,8 @@ def test_platform_templates_are_readable_but_read_only_for_tenants(alice, alice_
     assert page.status_code == 200
     assert page.context["has_change_permission"] is False
     response = client.post(
-        admin_url(platform_template, "change"), {"name": "Mine now", "content": "x", "kind": "response_generation"}
+        admin_url(platform_template, "change"),
+        {"name": "Mine now", "content": "x", "kind": "response_generation"},
     )
     assert response.status_code == 403
     assert client.post(admin_url(platform_template, "delete"), {"post": "yes"}).status_code == 403
@@ -367,7 +403,8 @@ def test_editors_see_whether_secrets_are_set_but_cannot_set_them(alice, alice_ed
     _assert_no_secret(html)
     response = client.post(
         admin_url(alice.channel, "change"),
-        form_post_data(page) | {"name": "Shop line", "access_token": "EAAG-editor", "clear_secrets": ["app_secret"]},
+        form_post_data(page)
+        | {"name": "Shop line", "access_token": "EAAG-editor", "clear_secrets": ["app_secret"]},
     )
     assert response.status_code == 302
     channel = ChannelAccount.objects.get(pk=alice.channel.pk)
@@ -475,7 +512,8 @@ def test_an_owner_manages_members_of_their_business_only(alice, bob, alice_viewe
     data = form_post_data(page)
     prefix = page.context["inline_admin_formsets"][0].formset.prefix
     viewer_row = next(
-        i for i, form in enumerate(page.context["inline_admin_formsets"][0].formset.forms)
+        i
+        for i, form in enumerate(page.context["inline_admin_formsets"][0].formset.forms)
         if form.instance.user_id == alice_viewer.pk
     )
     data[f"{prefix}-{viewer_row}-role"] = Role.EDITOR
@@ -489,7 +527,8 @@ def test_an_invalid_stage_schema_is_an_error_on_the_field(alice, alice_editor):
 
     response = client.post(
         admin_url(alice.stage, "change"),
-        form_post_data(page) | {"data_schema": json.dumps({"type": "object", "properties": {"a": {"type": 7}}})},
+        form_post_data(page)
+        | {"data_schema": json.dumps({"type": "object", "properties": {"a": {"type": 7}}})},
     )
 
     assert response.status_code == 200
@@ -509,7 +548,12 @@ def test_template_content_problems_are_named_and_content_changes_bump_the_versio
     assert client.post(admin_url(template, "change"), data | {"description": "Warm tone"}).status_code == 302
     template.refresh_from_db()
     assert template.version == 1
-    assert client.post(admin_url(template, "change"), data | {"content": "Hello from {{ business.name }}."}).status_code == 302
+    assert (
+        client.post(
+            admin_url(template, "change"), data | {"content": "Hello from {{ business.name }}."}
+        ).status_code
+        == 302
+    )
     template.refresh_from_db()
     assert (template.version, template.content) == (2, "Hello from {{ business.name }}.")
     assert template.history.count() == 3
@@ -540,11 +584,18 @@ def test_staff_change_only_the_control_fields_of_a_conversation(alice, alice_edi
     client = login(alice_editor)
     conversation = alice.conversation
     page = client.get(admin_url(conversation, "change"))
-    assert set(page.context["adminform"].form.fields) == {"ai_mode", "needs_human", "handoff_reason", "status", "stage"}
+    assert set(page.context["adminform"].form.fields) == {
+        "ai_mode",
+        "needs_human",
+        "handoff_reason",
+        "status",
+        "stage",
+    }
 
     response = client.post(
         admin_url(conversation, "change"),
-        form_post_data(page) | {"ai_mode": "paused", "handoff_reason": "Refund request", "collected_data": "{}"},
+        form_post_data(page)
+        | {"ai_mode": "paused", "handoff_reason": "Refund request", "collected_data": "{}"},
     )
 
     assert response.status_code == 302
@@ -575,7 +626,10 @@ def test_records_of_the_system_are_read_only_even_for_superusers(world, superuse
         page = client.get(admin_url(obj, "change"))
         assert page.status_code == 200
         assert page.context["has_change_permission"] is False
-        assert client.post(admin_url(obj, "change"), {"text": "rewritten", "status": "failed"}).status_code == 403
+        assert (
+            client.post(admin_url(obj, "change"), {"text": "rewritten", "status": "failed"}).status_code
+            == 403
+        )
 
 
 def test_unrouted_webhook_events_are_for_superusers_only(alice, alice_editor, superuser):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import pytest
 
@@ -38,7 +39,7 @@ SELECTION_TEMPLATE = TemplateInfo(
     content="Route for {{ business.name }}: {% for s in stages %}{{ s.key }} {% endfor %}"
     "or {{ handoff_key }}",
     version=3,
-    source="platform",
+    source="platform_default",
 )
 RESPONSE_TEMPLATE = TemplateInfo(
     id="t-resp",
@@ -46,7 +47,7 @@ RESPONSE_TEMPLATE = TemplateInfo(
     content="You are {{ agent.name }}. Known: {{ collected_data | tojson }}. "
     "Ask for: {{ missing_fields | join(', ') }}",
     version=1,
-    source="business",
+    source="business_default",
 )
 
 
@@ -96,7 +97,7 @@ def context(**overrides) -> TurnContext:
             history_token_budget=2000, monthly_token_budget=None, max_turns_per_conversation=None, ai_turns=0
         ),
         "quick_replies_allowed": True,
-        "now": "2026-01-01T12:00:00+00:00",
+        "now": datetime(2026, 1, 1, 12, 0, tzinfo=UTC),
     }
     values.update(overrides)
     return TurnContext(**values)

@@ -461,3 +461,13 @@ def test_the_agent_settings_shape_the_reply_request(bakery, fake):
     selection = fake.bodies("selection")[0]
     assert selection["model"] == "gpt-4.1-mini"
     assert selection["temperature"] == 0.0
+
+
+def test_a_reply_in_the_wrong_json_shape_is_never_sent_raw(bakery, fake):
+    fake.on("response", {"message": "Hello!"})
+
+    with pytest.raises(LLMUnavailable):
+        turn_run(conversation=bakery.conversation, messages=[bakery.say("Hi")])
+
+    reply = LLMCall.objects.get(conversation=bakery.conversation, purpose="response", outcome="invalid")
+    assert reply.response_json == {"message": "Hello!"}
