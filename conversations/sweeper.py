@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
@@ -17,12 +18,6 @@ from conversations.models import Author, Direction, Message, MessageStatus
 
 logger = logging.getLogger(__name__)
 
-# A pending message older than this has lost its task.
-INBOUND_STUCK_AFTER = timedelta(minutes=2)
-OUTBOUND_STUCK_AFTER = timedelta(minutes=2)
-# A send claimed this long ago without an outcome: the worker died mid-call.
-# Meta may or may not have the message; sending again could duplicate it.
-SENDING_UNKNOWN_AFTER = timedelta(minutes=15)
 BATCH = 500
 
 
@@ -31,12 +26,16 @@ def messages_sweep() -> dict[str, int]:
     from conversations.turns import conversation_flag_for_staff, conversation_process_enqueue
 
     now = timezone.now()
+    stuck_after = timedelta(seconds=settings.SWEEPER_STUCK_AFTER_SECONDS)
+    # A send claimed this long ago without an outcome: the worker died mid-call.
+    # Meta may or may not have the message; sending again could duplicate it.
+    unknown_after = timedelta(seconds=settings.SWEEPER_SENDING_UNKNOWN_AFTER_SECONDS)
     conversation_ids = set(
         Message.objects.filter(
             direction=Direction.IN,
             author=Author.CUSTOMER,
             status__in=(MessageStatus.RECEIVED, MessageStatus.PROCESSING),
-            created_at__lt=now - INBOUND_STUCK_AFTER,
+            created_at__lt=now - stuck_after,
         )
         .filter(Q(conversation__turn_lease_until__isnull=True) | Q(conversation__turn_lease_until__lt=now))
         .values_list("conversation_id", flat=True)[:BATCH]
@@ -48,7 +47,7 @@ def messages_sweep() -> dict[str, int]:
         Message.objects.filter(
             direction=Direction.OUT,
             status=MessageStatus.QUEUED,
-            status_changed_at__lt=now - OUTBOUND_STUCK_AFTER,
+            status_changed_at__lt=now - stuck_after,
         ).values_list("pk", flat=True)[:BATCH]
     )
     for message_id in queued:
@@ -58,7 +57,7 @@ def messages_sweep() -> dict[str, int]:
         Message.objects.filter(
             direction=Direction.OUT,
             status=MessageStatus.SENDING,
-            status_changed_at__lt=now - SENDING_UNKNOWN_AFTER,
+            status_changed_at__lt=now - unknown_after,
         ).values_list("pk", "conversation_id")[:BATCH]
     )
     for message_id, conversation_id in unknown:

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -31,8 +32,6 @@ from conversations.outbound import channel_typing_indicate, message_outbound_cre
 
 logger = logging.getLogger(__name__)
 
-# Longer than a turn's worst case (three LLM round trips with retries).
-LEASE_SECONDS = 600
 # A message that failed this many processing attempts is given up and flagged.
 MAX_PROCESS_ATTEMPTS = 3
 # Turns taken in one task run before yielding to other conversations.
@@ -55,7 +54,9 @@ def _lease_claim(conversation_id) -> uuid.UUID | None:
     claimed = (
         Conversation.objects.filter(pk=conversation_id)
         .filter(Q(turn_lease_until__isnull=True) | Q(turn_lease_until__lt=now))
-        .update(turn_lease_until=now + timedelta(seconds=LEASE_SECONDS), turn_lease_token=token)
+        .update(
+            turn_lease_until=now + timedelta(seconds=settings.TURN_LEASE_SECONDS), turn_lease_token=token
+        )
     )
     return token if claimed else None
 

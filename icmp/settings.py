@@ -141,6 +141,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A turn's lease on its conversation: longer than a turn's worst case (three LLM
+# round trips with retries); an expired lease frees the turn of a killed worker.
+TURN_LEASE_SECONDS = env.int("TURN_LEASE_SECONDS", default=600)
+# Pending work older than this has lost its task and is re-enqueued by the sweeper.
+SWEEPER_STUCK_AFTER_SECONDS = env.int("SWEEPER_STUCK_AFTER_SECONDS", default=120)
+# A send claimed this long ago with no outcome is marked failed, never re-sent blindly.
+SWEEPER_SENDING_UNKNOWN_AFTER_SECONDS = env.int("SWEEPER_SENDING_UNKNOWN_AFTER_SECONDS", default=900)
 # The sweeper re-enqueues work a lost task left behind (see conversations/sweeper.py).
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-messages": {"task": "conversations.sweep", "schedule": 60.0},
