@@ -9,6 +9,8 @@ from conversations.apis import (
     ConversationViewSet,
     LLMCallViewSet,
 )
+from conversations.channel_api import ChannelApiMessageApi
+from conversations.usage_api import UsageApi
 
 router = SimpleRouter(use_regex_path=False)
 router.register("contacts", ContactViewSet, basename="contact")
@@ -21,5 +23,7 @@ urlpatterns = [
         ConversationMessageListApi.as_view(),
         name="conversation-messages",
     ),
+    path("channels/api/messages/", ChannelApiMessageApi.as_view(), name="channel-api-messages"),
+    path("usage/", UsageApi.as_view(), name="usage"),
     *router.urls,
 ]

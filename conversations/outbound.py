@@ -72,11 +72,18 @@ def message_outbound_create(
     quick_replies: list[str] | None = None,
     sent_by=None,
     stage=None,
+    announces_handoff: bool = False,
     enqueue: bool = True,
 ) -> Message:
-    """Store an outbound message (queued) and send it after the transaction commits."""
+    """Store an outbound message (queued) and send it after the transaction commits.
+
+    `announces_handoff` marks the AI's last reply of a turn that hands the
+    conversation to staff: it is sent although that handoff pauses the AI.
+    """
     now = timezone.now()
     payload: dict[str, Any] = {}
+    if announces_handoff:
+        payload["announces_handoff"] = True
     if quick_replies:
         payload["quick_replies"] = [str(q) for q in quick_replies]
     message = Message.objects.create(
@@ -172,8 +179,10 @@ def message_send(*, message_id) -> SendOutcome:
     account = message.channel_account
 
     # A staff takeover after the reply was written makes the AI's reply obsolete.
-    if message.author == Author.AI and (
-        Conversation.objects.filter(pk=conversation.pk).values_list("ai_mode", flat=True).first()
+    if (
+        message.author == Author.AI
+        and not message.payload.get("announces_handoff")
+        and Conversation.objects.filter(pk=conversation.pk).values_list("ai_mode", flat=True).first()
         == AIMode.PAUSED
     ):
         _mark(message_id, status=MessageStatus.CANCELLED, error="Not sent: the AI was paused before sending.")

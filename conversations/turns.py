@@ -192,6 +192,7 @@ def _ai_turn(
                 text=result.reply_text,
                 quick_replies=result.quick_replies,
                 stage=result.stage,
+                announces_handoff=bool(result.handoff_reason),
             )
         _set_status(pending, MessageStatus.ANSWERED)
         reason = result.handoff_reason or ("" if result.reply_text else "The model returned no reply.")
@@ -213,9 +214,14 @@ def _handoff(conversation: Conversation, ai_settings: AIControlSettings | None, 
 
 
 def conversation_reprocess(*, conversation: Conversation) -> int:
-    """Queue the conversation's failed and skipped customer messages since the last reply again."""
+    """Queue the conversation's failed and skipped customer messages since the last reply again.
+
+    System messages (the holding message) do not count as a reply.
+    """
     last_out = (
-        Message.objects.filter(conversation=conversation, direction=Direction.OUT)
+        Message.objects.filter(
+            conversation=conversation, direction=Direction.OUT, author__in=(Author.AI, Author.STAFF)
+        )
         .order_by("-created_at")
         .values_list("created_at", flat=True)
         .first()

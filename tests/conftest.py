@@ -32,6 +32,8 @@ from conversations.models import (
 )
 from stages.models import Stage
 from templates_app.models import PromptTemplate, TemplateKind
+from tests.fakes.graph_api import fake_graph  # noqa: F401 (shared fixture)
+from tests.fakes.openai_server import fake_llm  # noqa: F401 (shared fixture)
 
 MASTER_KEY = "test-master-key-0123456789abcdef"
 INTERNAL_KEY = "test-internal-key-0123456789abcdef"
