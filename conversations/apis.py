@@ -10,12 +10,13 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import generics, mixins, viewsets
+from rest_framework import generics, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from conversations.filters import ContactFilter, ConversationFilter, LLMCallFilter
+from conversations.inbound import conversation_staff_reply
 from conversations.models import Contact, Conversation, LLMCall, Message
 from conversations.selectors import contact_list, conversation_list, llm_call_list, message_list
 from conversations.serializers import (
@@ -26,6 +27,7 @@ from conversations.serializers import (
     MessageSerializer,
     PauseAISerializer,
     ResumeAISerializer,
+    StaffReplySerializer,
 )
 from conversations.services import contact_update, conversation_ai_pause, conversation_ai_resume
 from icmp.api.pagination import ActivityCursorPagination, TranscriptCursorPagination
@@ -130,6 +132,19 @@ class ConversationViewSet(viewsets.ReadOnlyModelViewSet):
         tags=["conversations"],
         summary="The conversation's transcript, oldest first",
     ),
+    post=extend_schema(
+        tags=["conversations"],
+        summary="Reply as staff",
+        description="Stores the reply (queued) and sends it through the conversation's channel "
+        "after commit, like any reply; the AI is paused on this conversation. Viewers may not.",
+        request=StaffReplySerializer,
+        responses={
+            201: MessageSerializer,
+            400: OpenApiResponse(description="Invalid input"),
+            403: OpenApiResponse(description="Read-only role"),
+            404: OpenApiResponse(description="No such conversation in your business"),
+        },
+    ),
 )
 class ConversationMessageListApi(generics.ListAPIView):
     serializer_class = MessageSerializer
@@ -137,13 +152,24 @@ class ConversationMessageListApi(generics.ListAPIView):
     filter_backends: list = []
     queryset = Message.objects.none()
 
+    def _conversation(self) -> Conversation:
+        return get_object_or_404(
+            conversation_list(business=self.request.auth.business), pk=self.kwargs["conversation_id"]
+        )
+
     def get_queryset(self) -> QuerySet[Message]:
         if _schema_only(self):
             return Message.objects.none()
-        conversation = get_object_or_404(
-            conversation_list(business=self.request.auth.business), pk=self.kwargs["conversation_id"]
+        return message_list(conversation=self._conversation())
+
+    def post(self, request: Request, conversation_id: str) -> Response:
+        conversation = self._conversation()
+        body = StaffReplySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        message = conversation_staff_reply(
+            conversation=conversation, text=body.validated_data["text"], user=_acting_user(request)
         )
-        return message_list(conversation=conversation)
+        return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema_view(

@@ -70,6 +70,12 @@ class ResumeAISerializer(StrictFieldsMixin, serializers.Serializer):
     """No fields: the body is empty (or `{}`)."""
 
 
+class StaffReplySerializer(StrictFieldsMixin, serializers.Serializer):
+    """What staff answer; sent through the channel like any reply, and the AI pauses."""
+
+    text = serializers.CharField(min_length=1, max_length=4096, help_text="The reply (1 to 4096 characters).")
+
+
 class MessageSerializer(serializers.ModelSerializer):
     class Meta:
         model = Message

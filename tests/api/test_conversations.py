@@ -305,12 +305,12 @@ def test_the_transcript_reads_oldest_first_and_pages_forward(alice):
     assert "raw" not in row
 
 
-def test_the_transcript_only_answers_get(alice):
+def test_the_transcript_cannot_be_edited_or_deleted(alice):
     url = conversation_url(alice.conversation, "messages/")
+    client = alice.client()
 
-    response = alice.client().post(url, {"text": "hi"}, format="json")
-
-    assert response.status_code == 405
+    for method in ("put", "patch", "delete"):
+        assert getattr(client, method)(url, {"text": "hi"}, format="json").status_code == 405
     assert Message.objects.filter(conversation=alice.conversation).count() == 2
 
 
