@@ -93,6 +93,11 @@ class WebhookEvent(BaseModel):
         on_delete=models.SET_NULL,
         related_name="webhook_events",
     )
+    # Set when the POST came to the account's own URL (/webhooks/<channel>/<id>/),
+    # signed with its own secret: replay then applies only that account's items.
+    received_for = models.ForeignKey(
+        ChannelAccount, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     body = models.TextField()
     status = models.CharField(
         max_length=16, choices=WebhookEventStatus.choices, default=WebhookEventStatus.RECEIVED

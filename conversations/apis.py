@@ -16,7 +16,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from conversations.filters import ContactFilter, ConversationFilter, LLMCallFilter
-from conversations.inbound import conversation_staff_reply
 from conversations.models import Contact, Conversation, LLMCall, Message
 from conversations.selectors import contact_list, conversation_list, llm_call_list, message_list
 from conversations.serializers import (
@@ -29,7 +28,12 @@ from conversations.serializers import (
     ResumeAISerializer,
     StaffReplySerializer,
 )
-from conversations.services import contact_update, conversation_ai_pause, conversation_ai_resume
+from conversations.services import (
+    contact_update,
+    conversation_ai_pause,
+    conversation_ai_resume,
+    conversation_staff_reply,
+)
 from icmp.api.pagination import ActivityCursorPagination, TranscriptCursorPagination
 
 

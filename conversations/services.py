@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from conversations.models import AIMode, Contact, Conversation
+from conversations.models import AIMode, Author, Contact, Conversation, Message
 from icmp.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -84,3 +85,16 @@ def conversation_ai_resume(*, conversation: Conversation) -> Conversation:
         )
     conversation.refresh_from_db(fields=["ai_mode", "needs_human", "handoff_reason", "updated_at"])
     return conversation
+
+
+STAFF_REPLY_PAUSE_REASON = "Staff replied"
+
+
+@transaction.atomic
+def conversation_staff_reply(*, conversation: Conversation, text: str, user=None) -> Message:
+    """A staff answer: queued now, sent after commit through the normal send path; the AI pauses."""
+    from conversations.outbound import message_outbound_create
+
+    message = message_outbound_create(conversation=conversation, author=Author.STAFF, text=text, sent_by=user)
+    conversation_ai_pause(conversation=conversation, reason=STAFF_REPLY_PAUSE_REASON, by=user)
+    return message

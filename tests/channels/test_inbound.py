@@ -848,7 +848,7 @@ def test_a_bug_while_storing_keeps_the_event_failed_with_no_partial_writes_and_r
             raise KeyError("parser bug")  # …then fails
         return result
 
-    monkeypatch.setattr(inbound, "inbound_message_store", buggy_store)
+    monkeypatch.setattr(inbound.storing, "inbound_message_store", buggy_store)
     counts = (Contact.objects.count(), Conversation.objects.count(), Message.objects.count())
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -862,7 +862,7 @@ def test_a_bug_while_storing_keeps_the_event_failed_with_no_partial_writes_and_r
     assert (Contact.objects.count(), Conversation.objects.count(), Message.objects.count()) == counts
     assert enqueued == []
 
-    monkeypatch.setattr(inbound, "inbound_message_store", real_store)  # the fix
+    monkeypatch.setattr(inbound.storing, "inbound_message_store", real_store)  # the fix
     with django_capture_on_commit_callbacks(execute=True):
         call_command("replay_webhooks")
 
@@ -937,6 +937,20 @@ def test_replay_rejects_bad_arguments(db):
 def test_a_replayed_per_account_event_stays_limited_to_its_account(alice, bob):
     own = make_account(alice.business, ChannelKind.WHATSAPP, "106540352242922", app_secret="alice-own-secret")
     post_bytes("whatsapp", fixture_bytes("whatsapp", "batched"), account=own, secret="alice-own-secret")
+    victim = make_account(bob.business, ChannelKind.WHATSAPP, PNID_2)  # connected afterwards
+
+    call_command("replay_webhooks", "--status", "all")
+
+    assert Message.objects.filter(channel_account=own).count() == 3
+    assert not Message.objects.filter(channel_account=victim).exists()
+
+
+def test_a_replayed_event_from_an_account_url_stays_limited_even_without_its_own_secret(alice, bob, settings):
+    settings.META_APP_SECRET = APP_SECRET
+    own = make_account(alice.business, ChannelKind.WHATSAPP, "106540352242922")  # global secret
+    post_bytes("whatsapp", fixture_bytes("whatsapp", "batched"), account=own)
+    event = WebhookEvent.objects.get()
+    assert event.received_for_id == own.pk
     victim = make_account(bob.business, ChannelKind.WHATSAPP, PNID_2)  # connected afterwards
 
     call_command("replay_webhooks", "--status", "all")

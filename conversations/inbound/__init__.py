@@ -1,0 +1,39 @@
+"""Inbound: webhook events in, every message stored once, processing enqueued after commit.
+
+Meta delivers at least once: it retries for up to 7 days and may deliver the
+same payload concurrently (docs/meta-platform.md §6.1). The channel's message
+id is unique per channel account, so a redelivery inserts nothing and
+enqueues nothing. The raw body is stored in the same transaction as its
+effects; a bug while applying them rolls back only the effects, and the event
+stays `failed` for `manage.py replay_webhooks`.
+"""
+
+from conversations.inbound.receipts import status_update_apply
+from conversations.inbound.storing import (
+    Outcome,
+    StoredMessage,
+    contact_upsert,
+    conversation_open_get_or_create,
+    inbound_item_apply,
+    inbound_message_store,
+)
+from conversations.inbound.webhooks import (
+    parse_json,
+    webhook_event_replay,
+    webhook_events_for_replay,
+    webhook_receive,
+)
+
+__all__ = [
+    "Outcome",
+    "StoredMessage",
+    "contact_upsert",
+    "conversation_open_get_or_create",
+    "inbound_item_apply",
+    "inbound_message_store",
+    "parse_json",
+    "status_update_apply",
+    "webhook_event_replay",
+    "webhook_events_for_replay",
+    "webhook_receive",
+]
