@@ -268,4 +268,6 @@ def channel_typing_indicate(*, conversation: Conversation, last_message: Message
             message_id=(last_message.external_id or "") if last_message else "",
         )
     except SendError as exc:
-        logger.info("typing indicator not shown", extra={"code": exc.code, "conversation_id": str(conversation.pk)})
+        logger.info(
+            "typing indicator not shown", extra={"code": exc.code, "conversation_id": str(conversation.pk)}
+        )

@@ -54,9 +54,7 @@ def _lease_claim(conversation_id) -> uuid.UUID | None:
     claimed = (
         Conversation.objects.filter(pk=conversation_id)
         .filter(Q(turn_lease_until__isnull=True) | Q(turn_lease_until__lt=now))
-        .update(
-            turn_lease_until=now + timedelta(seconds=settings.TURN_LEASE_SECONDS), turn_lease_token=token
-        )
+        .update(turn_lease_until=now + timedelta(seconds=settings.TURN_LEASE_SECONDS), turn_lease_token=token)
     )
     return token if claimed else None
 

@@ -12,7 +12,6 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from django.core import serializers as django_serializers
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
@@ -126,15 +125,25 @@ def _snapshot(business: Business) -> str:
         Message.objects.filter(business=business),
         LLMCall.objects.filter(business=business),
     ]
-    return "\n".join(
-        django_serializers.serialize("json", qs.order_by("pk"), fields=None) for qs in querysets
-    )
+    return "\n".join(django_serializers.serialize("json", qs.order_by("pk"), fields=None) for qs in querysets)
 
 
 def _alice_ids(alice) -> set[str]:
     ids = {str(alice.business.pk)}
-    for model in (Agent, APIKey, Stage, PromptTemplate, ChannelAccount, Contact, Conversation, Message, LLMCall):
-        ids.update(str(pk) for pk in model.objects.filter(business=alice.business).values_list("pk", flat=True))
+    for model in (
+        Agent,
+        APIKey,
+        Stage,
+        PromptTemplate,
+        ChannelAccount,
+        Contact,
+        Conversation,
+        Message,
+        LLMCall,
+    ):
+        ids.update(
+            str(pk) for pk in model.objects.filter(business=alice.business).values_list("pk", flat=True)
+        )
     return ids
 
 

@@ -71,10 +71,25 @@ class Worker:
 
     def start(self) -> Worker:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "icmp", "worker", "--pool=prefork", "--concurrency=1",
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=WARNING"],
-            cwd=ROOT, env=self.env, start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "icmp",
+                "worker",
+                "--pool=prefork",
+                "--concurrency=1",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel=WARNING",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         return self
 
@@ -119,18 +134,40 @@ def worker_env(postgres_only, broker_mode, fake_llm, fake_graph):
 def _post_text(tenant, wamid: str, text: str) -> None:
     payload = {
         "object": "whatsapp_business_account",
-        "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "1", "phone_number_id": tenant.channel.external_id},
-            "contacts": [{"profile": {"name": "Ana"}, "wa_id": "5511987654321"}],
-            "messages": [{"from": "5511987654321", "id": wamid, "timestamp": str(int(time.time())),
-                          "type": "text", "text": {"body": text}}],
-        }}]}],
+        "entry": [
+            {
+                "id": "WABA",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "1",
+                                "phone_number_id": tenant.channel.external_id,
+                            },
+                            "contacts": [{"profile": {"name": "Ana"}, "wa_id": "5511987654321"}],
+                            "messages": [
+                                {
+                                    "from": "5511987654321",
+                                    "id": wamid,
+                                    "timestamp": str(int(time.time())),
+                                    "type": "text",
+                                    "text": {"body": text},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
     }
     body = json.dumps(payload).encode()
     signature = "sha256=" + hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
     response = APIClient().post(
-        "/webhooks/whatsapp/", data=body, content_type="application/json",
+        "/webhooks/whatsapp/",
+        data=body,
+        content_type="application/json",
         headers={"X-Hub-Signature-256": signature},
     )
     assert response.status_code == 200

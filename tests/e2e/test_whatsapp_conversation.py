@@ -108,7 +108,9 @@ def customer_says(tenant, text: str, django_capture_on_commit_callbacks) -> str:
     client = APIClient()
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
-            "/webhooks/whatsapp/", data=body, content_type="application/json",
+            "/webhooks/whatsapp/",
+            data=body,
+            content_type="application/json",
             headers={"X-Hub-Signature-256": signature},
         )
     assert response.status_code == 200
@@ -127,10 +129,14 @@ def sent_texts(fake_graph) -> list[str]:
 
 
 def conversation_of(tenant) -> Conversation:
-    return Conversation.objects.get(contact__external_id=CUSTOMER, channel_account=tenant.channel, status="open")
+    return Conversation.objects.get(
+        contact__external_id=CUSTOMER, channel_account=tenant.channel, status="open"
+    )
 
 
-def test_a_scripted_booking_moves_stage_extracts_data_and_replies(shop, fake_llm, fake_graph, django_capture_on_commit_callbacks):
+def test_a_scripted_booking_moves_stage_extracts_data_and_replies(
+    shop, fake_llm, fake_graph, django_capture_on_commit_callbacks
+):
     tenant, booking = shop
 
     fake_llm.on("selection", {"stage": "general"})
@@ -185,17 +191,39 @@ def test_a_delivery_receipt_updates_the_reply(shop, fake_llm, fake_graph, django
     reply = Message.objects.get(conversation=conversation_of(tenant), direction=Direction.OUT)
     payload = {
         "object": "whatsapp_business_account",
-        "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "1", "phone_number_id": tenant.channel.external_id},
-            "statuses": [{"id": reply.external_id, "status": "read", "timestamp": str(int(time.time())),
-                          "recipient_id": CUSTOMER}],
-        }}]}],
+        "entry": [
+            {
+                "id": "WABA",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "1",
+                                "phone_number_id": tenant.channel.external_id,
+                            },
+                            "statuses": [
+                                {
+                                    "id": reply.external_id,
+                                    "status": "read",
+                                    "timestamp": str(int(time.time())),
+                                    "recipient_id": CUSTOMER,
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
     }
     body = json.dumps(payload).encode()
     signature = "sha256=" + hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
     response = APIClient().post(
-        "/webhooks/whatsapp/", data=body, content_type="application/json", headers={"X-Hub-Signature-256": signature}
+        "/webhooks/whatsapp/",
+        data=body,
+        content_type="application/json",
+        headers={"X-Hub-Signature-256": signature},
     )
     assert response.status_code == 200
     reply.refresh_from_db()
@@ -232,7 +260,9 @@ def test_an_llm_outage_hands_off_once_and_the_message_is_answered_after_recovery
     assert sent_texts(fake_graph)[-1] == "Sorry for the wait! How can I help?"
     assert len(sent_texts(fake_graph)) == 2
     statuses = set(
-        Message.objects.filter(conversation=conversation, direction=Direction.IN).values_list("status", flat=True)
+        Message.objects.filter(conversation=conversation, direction=Direction.IN).values_list(
+            "status", flat=True
+        )
     )
     assert statuses == {MessageStatus.ANSWERED}
 
