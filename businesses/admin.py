@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
+from businesses.admin_views import business_usage_view
 from businesses.models import (
     MANAGE_ROLES,
     Agent,
@@ -92,13 +97,27 @@ class BusinessAdmin(TenantAdmin):
     tenant_field = "pk"
     write_roles = MANAGE_ROLES
     form = BusinessForm
-    list_display = ("name", "slug", "owner", "is_active", "created_at")
+    list_display = ("name", "slug", "owner", "is_active", "created_at", "usage_link")
     list_filter = ("is_active",)
     search_fields = ("name", "slug", "owner__email")
     list_select_related = ("owner",)
     date_hierarchy = "created_at"
     readonly_fields = ("id", "created_at", "updated_at")
     inlines = [MembershipInline]
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        usage = path(
+            "<path:object_id>/usage/",
+            self.admin_site.admin_view(partial(business_usage_view, self)),
+            name="{}_{}_usage".format(*info),
+        )
+        return [usage, *super().get_urls()]
+
+    @admin.display(description="usage")
+    def usage_link(self, obj):
+        url = reverse("admin:businesses_business_usage", args=[obj.pk])
+        return format_html('<a href="{}">Usage</a>', url)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from conversations.models import AIMode, Author, Contact, Conversation, Message
+from conversations.models import AIMode, Author, Contact, Conversation, ConversationStatus, Message
 from icmp.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -98,3 +98,22 @@ def conversation_staff_reply(*, conversation: Conversation, text: str, user=None
     message = message_outbound_create(conversation=conversation, author=Author.STAFF, text=text, sent_by=user)
     conversation_ai_pause(conversation=conversation, reason=STAFF_REPLY_PAUSE_REASON, by=user)
     return message
+
+
+def conversation_close(*, conversation: Conversation) -> Conversation:
+    """Close an open conversation (staff are done with it). Idempotent.
+
+    The contact's next message opens a new conversation, so an old thread's
+    stage and collected data do not leak into a new request.
+    """
+    now = timezone.now()
+    changed = Conversation.objects.filter(pk=conversation.pk, status=ConversationStatus.OPEN).update(
+        status=ConversationStatus.CLOSED, closed_at=now, updated_at=now
+    )
+    if changed:
+        logger.info(
+            "conversation closed",
+            extra={"business_id": str(conversation.business_id), "conversation_id": str(conversation.pk)},
+        )
+    conversation.refresh_from_db(fields=["status", "closed_at", "updated_at"])
+    return conversation

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from icmp.admin_tenancy import TenantHistoryAdmin, TenantModelForm, TenantRelatedFilter, copy_saved
 from icmp.errors import ApplicationError
 from stages.models import Stage
-from stages.selectors import stage_templates_resolve
+from stages.selectors import TEMPLATE_FIELDS, stage_templates_resolve
 from stages.services import (
     UPDATABLE_FIELDS,
     stage_create,
@@ -17,7 +18,16 @@ from stages.services import (
     stage_delete,
     stage_update,
 )
+from templates_app.admin_views import DiffField, VersionedAdminMixin
+from templates_app.models import PromptTemplate
 from templates_app.rendering import HANDOFF_KEY
+from templates_app.selectors import TemplateSource
+
+SOURCE_LABELS = {
+    TemplateSource.STAGE: "this stage's own",
+    TemplateSource.BUSINESS_DEFAULT: "inherited: the business default",
+    TemplateSource.PLATFORM_DEFAULT: "inherited: the platform default",
+}
 
 
 class StageForm(TenantModelForm):
@@ -47,8 +57,21 @@ class StageForm(TenantModelForm):
 
 
 @admin.register(Stage)
-class StageAdmin(TenantHistoryAdmin):
+class StageAdmin(VersionedAdminMixin, TenantHistoryAdmin):
     form = StageForm
+    history_list_display = ["compare"]
+    diff_fields = (
+        DiffField("key", "key"),
+        DiffField("name", "name"),
+        DiffField("description", "description", "text"),
+        DiffField("order", "order"),
+        DiffField("is_initial", "initial"),
+        DiffField("is_handoff", "handoff"),
+        DiffField("data_schema", "data schema", "json"),
+        DiffField("selection_template", "selection template", "template"),
+        DiffField("extraction_template", "extraction template", "template"),
+        DiffField("response_template", "response template", "template"),
+    )
     list_display = ("name", "key", "business", "order", "is_initial", "is_handoff", "updated_at")
     list_filter = (("business", TenantRelatedFilter), "is_initial", "is_handoff")
     search_fields = ("key", "name", "description")
@@ -78,14 +101,40 @@ class StageAdmin(TenantHistoryAdmin):
         if obj is None or obj.pk is None:
             return "-"
         resolved = stage_templates_resolve(stage=obj)
-        rows = (
-            (kind, str(item.template) if item.template else "none", item.source or "")
-            for kind, item in resolved.items()
-        )
+        rows = []
+        for kind, item in resolved.items():
+            label = kind.replace("_", " ").capitalize()
+            if item.template is None:
+                rows.append(format_html("<li>{}: <em>none: the built-in instructions</em></li>", label))
+                continue
+            url = reverse("admin:templates_app_prompttemplate_change", args=[item.template.pk])
+            rows.append(
+                format_html(
+                    '<li>{}: <a href="{}">{}</a> <small>({})</small></li>',
+                    label,
+                    url,
+                    str(item.template),
+                    SOURCE_LABELS.get(item.source, item.source),
+                )
+            )
         return format_html(
             "<ul style='margin: 0; padding-left: 1em'>{}</ul>",
-            format_html_join("", "<li>{}: {} <small>{}</small></li>", rows),
+            format_html_join("", "{}", ((r,) for r in rows)),
         )
+
+    def version_restore(self, *, request, obj, record):
+        """Description, schema and templates as they were (not the key, order or flags, which
+        other stages and conversations depend on); a template deleted since falls back to the
+        defaults."""
+        self.check_writable(request, obj)
+        data = {"description": record.description, "data_schema": record.data_schema}
+        for field in TEMPLATE_FIELDS.values():
+            template_id = getattr(record, f"{field}_id")
+            data[field] = PromptTemplate.objects.filter(pk=template_id).first() if template_id else None
+        return stage_update(stage=obj, data=data)
+
+    def playground_target(self, obj):
+        return {"stage": obj}
 
     def save_model(self, request, obj, form, change):
         self.check_writable(request, obj)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import admin
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from icmp.admin_tenancy import (
@@ -11,6 +14,7 @@ from icmp.admin_tenancy import (
     TenantRelatedFilter,
     copy_saved,
 )
+from templates_app.admin_views import DiffField, VersionedAdminMixin
 from templates_app.models import PromptTemplate
 from templates_app.rendering import VARIABLES, template_problems
 from templates_app.services import (
@@ -38,9 +42,23 @@ class PromptTemplateForm(TenantModelForm):
         return cleaned
 
 
+def llm_calls_url(*, template_id, version: int) -> str:
+    """The LLM call list filtered to the calls one template version produced."""
+    query = urlencode({"template__id__exact": template_id, "template_version": version})
+    return f"{reverse('admin:conversations_llmcall_changelist')}?{query}"
+
+
 @admin.register(PromptTemplate)
-class PromptTemplateAdmin(TenantHistoryAdmin):
+class PromptTemplateAdmin(VersionedAdminMixin, TenantHistoryAdmin):
     form = PromptTemplateForm
+    history_list_display = ["version", "compare", "llm_calls"]
+    diff_fields = (
+        DiffField("version", "version"),
+        DiffField("name", "name"),
+        DiffField("description", "description", "text"),
+        DiffField("is_default", "default"),
+        DiffField("content", "content", "text"),
+    )
     platform_rows = True
     # Stages, the LLM ledger and the version history all assume a template keeps its kind.
     locked_on_change = ("kind",)
@@ -62,11 +80,46 @@ class PromptTemplateAdmin(TenantHistoryAdmin):
     @admin.display(description="variables")
     def available_variables(self, obj):
         if obj is None or not obj.kind:
-            return "Choose a kind and save to see the variables it may use."
+            # The add form: every kind's variables, until the template has one.
+            return format_html_join(
+                "",
+                "<p><strong>{}</strong></p>{}",
+                ((kind, self._variables_html(kind)) for kind in VARIABLES),
+            )
+        return self._variables_html(obj.kind)
+
+    def _variables_html(self, kind: str):
         return format_html(
             "<dl style='margin: 0'>{}</dl>",
-            format_html_join("", "<dt><code>{}</code></dt><dd>{}</dd>", VARIABLES.get(obj.kind, {}).items()),
+            format_html_join(
+                "", "<dt><code>{{{{ {} }}}}</code></dt><dd>{}</dd>", VARIABLES.get(kind, {}).items()
+            ),
         )
+
+    @admin.display(description="LLM calls")
+    def llm_calls(self, record):
+        return format_html(
+            '<a href="{}">calls of v{}</a>',
+            llm_calls_url(template_id=record.id, version=record.version),
+            record.version,
+        )
+
+    def version_links(self, obj, record):
+        return [
+            (
+                f"LLM calls that used version {record.version}",
+                llm_calls_url(template_id=obj.pk, version=record.version),
+            )
+        ]
+
+    def version_restore(self, *, request, obj, record):
+        """Name, description, content and the default flag as they were; a content change is a new version."""
+        self.check_writable(request, obj)
+        data = {field: getattr(record, field) for field in UPDATABLE_FIELDS}
+        return template_update(template=obj, data=data)
+
+    def playground_target(self, obj):
+        return {"template": obj}
 
     def save_model(self, request, obj, form, change):
         """Through the services, so the admin and the API version templates alike."""

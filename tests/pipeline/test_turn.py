@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from django.utils import timezone
 
@@ -384,17 +382,16 @@ def test_selection_and_extraction_run_concurrently(bakery, fake):
     fake.on("selection", {"stage": "booking"})
     fake.on("extraction", {"name": "Ana", "date": None, "party_size": None})
 
-    started = time.monotonic()
     result = turn_run(conversation=conversation, messages=[bakery.say("I'm Ana")])
-    elapsed = time.monotonic() - started
 
     assert result.extracted == {"name": "Ana"}
     assert fake.purposes()[2] == "response"
     assert sorted(fake.purposes()[:2]) == ["extraction", "selection"]
-    # Two sequential round trips, not three.
-    assert elapsed < 2.6 * delay
+    # Two sequential round trips, not three: the second request arrived while the
+    # first was still being answered (no wall-clock bound: speed goals live in bench/).
     arrivals = [r["at"] for r in fake.requests]
-    assert abs(arrivals[1] - arrivals[0]) < delay / 2
+    assert abs(arrivals[1] - arrivals[0]) < delay
+    assert arrivals[2] - max(arrivals[:2]) >= delay * 0.9
 
 
 def test_a_stage_change_redoes_extraction_for_the_new_stage(bakery, fake):
