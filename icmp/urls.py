@@ -4,12 +4,13 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from icmp import health
+from icmp import health, metrics
 from icmp.api import schema as _schema_extensions  # noqa: F401  (registers auth schemes)
 
 urlpatterns = [
     path("ping", health.ping, name="ping"),
     path("health", health.health, name="health"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
