@@ -18,14 +18,12 @@ from jsonschema.exceptions import SchemaError
 from conversations.llm.client import LLMCallable, LLMRequest, LLMResult
 from conversations.llm.errors import LLMError
 from conversations.pipeline.context import StageInfo, TurnContext
+from conversations.pipeline.formats import MAX_QUICK_REPLIES, MAX_QUICK_REPLY_CHARS, schema_partial
 from conversations.pipeline.prompts import (
-    MAX_QUICK_REPLIES,
-    MAX_QUICK_REPLY_CHARS,
     Prompt,
     extraction_prompt,
     reask_prompt,
     response_prompt,
-    schema_partial,
     selection_prompt,
 )
 from templates_app.rendering import HANDOFF_KEY

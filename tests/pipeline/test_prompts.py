@@ -20,14 +20,12 @@ from conversations.pipeline.context import (
     history_trim,
     turn_context_build,
 )
+from conversations.pipeline.formats import extraction_format, selection_format, strict_schema
 from conversations.pipeline.prompts import (
-    extraction_format,
     extraction_prompt,
     missing_fields,
     response_prompt,
-    selection_format,
     selection_prompt,
-    strict_schema,
 )
 from conversations.pipeline.turn import extraction_errors, selection_answer, turn_draft
 from templates_app.models import PromptTemplate, TemplateKind

@@ -1,7 +1,4 @@
-"""Back office for contacts, conversations (with their transcript), messages and LLM calls.
-
-Messages, LLM calls and webhook events are the system's record: read-only here.
-"""
+"""The conversation inbox: the list with its filters, and the conversation page with staff actions."""
 
 from __future__ import annotations
 
@@ -23,77 +20,22 @@ from conversations.admin_views import (
     conversation_page_context,
     conversation_previews,
 )
-from conversations.models import (
-    AIMode,
-    Author,
-    Contact,
-    Conversation,
-    ConversationStatus,
-    LLMCall,
-    Message,
-)
-from conversations.services import contact_update, conversation_ai_pause, conversation_ai_resume
+from conversations.models import AIMode, Author, Conversation, ConversationStatus
+from conversations.services import conversation_ai_pause, conversation_ai_resume
+from icmp.admin_roles import is_superuser, member_roles
 from icmp.admin_tenancy import (
     LargeTableMixin,
     TenantAdmin,
     TenantModelForm,
     TenantRelatedFilter,
     changed_model_fields,
-    copy_saved,
-    is_superuser,
-    member_roles,
-    pretty_json,
 )
+
+from .links import admin_link
 
 PREVIEW_LENGTH = 80
 # The inbox header says "12 need a human"; beyond this it says "99+".
 NEEDS_HUMAN_CAP = 100
-
-
-def _admin_link(obj, label=None):
-    if obj is None:
-        return "-"
-    opts = obj._meta
-    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
-    return format_html('<a href="{}">{}</a>', url, label or str(obj))
-
-
-class ContactForm(TenantModelForm):
-    class Meta:
-        model = Contact
-        fields = "__all__"
-
-
-@admin.register(Contact)
-class ContactAdmin(LargeTableMixin, TenantAdmin):
-    form = ContactForm
-    # The channel's id for the customer is what inbound messages are matched on.
-    locked_on_change = ("channel_account", "external_id")
-    list_display = ("__str__", "external_id", "channel_account", "business", "created_at")
-    list_filter = (
-        ("business", TenantRelatedFilter),
-        ("channel_account", TenantRelatedFilter),
-        ("created_at", admin.DateFieldListFilter),
-    )
-    search_fields = ("name", "=external_id")
-    list_select_related = ("business", "channel_account")
-    ordering = ("-created_at",)
-    fields = ("business", "channel_account", "external_id", "name", "conversations_link", "created_at")
-    readonly_fields = ("conversations_link", "created_at")
-
-    @admin.display(description="conversations")
-    def conversations_link(self, obj):
-        if obj is None or obj.pk is None:
-            return "-"
-        url = reverse("admin:conversations_conversation_changelist") + f"?contact__id__exact={obj.pk}"
-        return format_html('<a href="{}">Conversations of this contact</a>', url)
-
-    def save_model(self, request, obj, form, change):
-        self.check_writable(request, obj)
-        if change and "name" in form.changed_data:
-            copy_saved(obj, contact_update(contact=Contact.objects.get(pk=obj.pk), name=obj.name))
-        elif not change:
-            obj.save()
 
 
 class ConversationForm(TenantModelForm):
@@ -305,7 +247,7 @@ class ConversationAdmin(LargeTableMixin, TenantAdmin):
             '<a href="{}">Messages</a> · <a href="{}">LLM calls</a> · {}',
             messages_url,
             calls_url,
-            _admin_link(obj.contact, "Contact"),
+            admin_link(obj.contact, "Contact"),
         )
 
     def save_model(self, request, obj, form, change):
@@ -340,124 +282,3 @@ class ConversationAdmin(LargeTableMixin, TenantAdmin):
             conversation_ai_resume(conversation=conversation)
             resumed += 1
         self.message_user(request, f"AI resumed in {resumed} conversation(s).", messages.SUCCESS)
-
-
-@admin.register(Message)
-class MessageAdmin(LargeTableMixin, TenantAdmin):
-    view_only = True
-    list_display = ("created_at", "conversation", "direction", "author", "type", "short_text", "status")
-    list_filter = (
-        "direction",
-        "author",
-        "status",
-        "type",
-        ("business", TenantRelatedFilter),
-        ("channel_account", TenantRelatedFilter),
-        ("created_at", admin.DateFieldListFilter),
-    )
-    search_fields = ("=external_id",)
-    search_help_text = "The channel's message id (wamid, mid …)."
-    list_select_related = ("conversation__contact",)
-    ordering = ("-created_at", "-id")
-    fields = (
-        "conversation_link",
-        "business",
-        "channel_account",
-        "direction",
-        "author",
-        "type",
-        "text",
-        "status",
-        "error_code",
-        "error",
-        "attempts",
-        "external_id",
-        "reply_to_external_id",
-        "stage",
-        "sent_by",
-        "provider_timestamp",
-        "status_changed_at",
-        "created_at",
-        "payload_display",
-        "raw_display",
-    )
-
-    @admin.display(description="text")
-    def short_text(self, obj):
-        return obj.text if len(obj.text) <= 80 else obj.text[:79] + "…"
-
-    @admin.display(description="conversation")
-    def conversation_link(self, obj):
-        return _admin_link(obj.conversation)
-
-    @admin.display(description="payload")
-    def payload_display(self, obj):
-        return pretty_json(obj.payload)
-
-    @admin.display(description="raw")
-    def raw_display(self, obj):
-        return pretty_json(obj.raw)
-
-
-@admin.register(LLMCall)
-class LLMCallAdmin(LargeTableMixin, TenantAdmin):
-    view_only = True
-    list_display = (
-        "created_at",
-        "purpose",
-        "model",
-        "conversation",
-        "business",
-        "prompt_tokens",
-        "completion_tokens",
-        "cached_tokens",
-        "latency_ms",
-        "cost",
-        "outcome",
-    )
-    list_filter = (
-        "purpose",
-        "outcome",
-        "dry_run",
-        ("business", TenantRelatedFilter),
-        ("stage", TenantRelatedFilter),
-        ("created_at", admin.DateFieldListFilter),
-    )
-    search_fields = ("=model",)
-    list_select_related = ("business", "conversation__contact")
-    ordering = ("-created_at", "-id")
-    fields = (
-        "business",
-        "conversation_link",
-        "message",
-        "stage",
-        "template",
-        "template_version",
-        "purpose",
-        "model",
-        "base_url_host",
-        "outcome",
-        "error",
-        "prompt_tokens",
-        "completion_tokens",
-        "cached_tokens",
-        "latency_ms",
-        "cost",
-        "dry_run",
-        "created_at",
-        "request_display",
-        "response_text",
-        "response_json_display",
-    )
-
-    @admin.display(description="conversation")
-    def conversation_link(self, obj):
-        return _admin_link(obj.conversation)
-
-    @admin.display(description="request messages")
-    def request_display(self, obj):
-        return pretty_json(obj.request_messages)
-
-    @admin.display(description="response JSON")
-    def response_json_display(self, obj):
-        return pretty_json(obj.response_json)
