@@ -10,7 +10,7 @@ PORT ?= 8000
 RUN_ENV := DEBUG=1 SECRET_KEY=dev-only-insecure-key-for-make-run-0123456789abcdef \
 	ALLOWED_HOSTS=127.0.0.1,localhost SECURE_SSL_REDIRECT=0
 
-.PHONY: run test lint format venv venv-dev migrate clean
+.PHONY: run test lint format venv venv-dev clean browser bench chaos
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ $(VENV)/.installed: requirements.txt $(VENV)/bin/activate
 	$(PIP) install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt requirements-browser.txt $(VENV)/.installed
 	$(PIP) install --quiet -r requirements-dev.txt
 	touch $@
 
@@ -45,6 +45,25 @@ lint: venv-dev
 format: venv-dev
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# Debian's Chromium for the browser tests (they skip without it, unless
+# ICMP_REQUIRE_BROWSER=1, as in CI).
+browser:
+	bash scripts/install-browser.sh
+
+$(VENV)/.installed-bench: requirements-bench.txt $(VENV)/.installed-dev
+	$(PIP) install --quiet -r requirements-bench.txt
+	touch $@
+
+# Speed benchmarks against the production-mode stack (PostgreSQL, Redis, gunicorn,
+# Celery); figures are ratios against baselines measured in the same run.
+bench: $(VENV)/.installed-bench
+	$(PY) -m bench.run_all $(BENCH_ARGS)
+
+# Fault injection ("nothing lost, nothing twice") and schemathesis against /api/schema/.
+chaos: $(VENV)/.installed-bench
+	$(PY) -m bench.chaos $(CHAOS_ARGS)
+	$(PY) -m bench.schema_fuzz
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage staticfiles

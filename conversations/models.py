@@ -104,6 +104,8 @@ class Conversation(BaseModel):
         indexes = [
             # conversations/ list and the admin inbox: a business's, newest activity first.
             models.Index(fields=["business", "-last_message_at", "-id"], name="conv_business_activity"),
+            # The admin inbox for a superuser (all businesses), newest activity first.
+            models.Index(fields=["-last_message_at", "-id"], name="conv_activity"),
             # "needs human" filter in the inbox.
             models.Index(
                 fields=["business", "-last_message_at"],

@@ -107,15 +107,9 @@ def message_outbound_create(
 
 
 def message_send_enqueue(*, message_id, countdown: float | None = None) -> None:
-    from conversations.tasks import send_message
+    from conversations.tasks import safe_enqueue, send_message
 
-    def _enqueue() -> None:
-        if countdown:
-            send_message.apply_async(args=[str(message_id)], countdown=countdown)
-        else:
-            send_message.delay(str(message_id))
-
-    transaction.on_commit(_enqueue)
+    transaction.on_commit(lambda: safe_enqueue(send_message, [str(message_id)], countdown=countdown))
 
 
 def _content_for(message: Message, account: ChannelAccount, conversation: Conversation) -> OutboundContent:

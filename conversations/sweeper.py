@@ -30,16 +30,22 @@ def messages_sweep() -> dict[str, int]:
     # A send claimed this long ago without an outcome: the worker died mid-call.
     # Meta may or may not have the message; sending again could duplicate it.
     unknown_after = timedelta(seconds=settings.SWEEPER_SENDING_UNKNOWN_AFTER_SECONDS)
-    conversation_ids = set(
+    # Each re-enqueue stamps status_changed_at, so a backlog is re-enqueued at most
+    # once per threshold instead of piling up copies on every sweep.
+    not_recently = Q(status_changed_at__isnull=True) | Q(status_changed_at__lt=now - stuck_after)
+    stuck_inbound = (
         Message.objects.filter(
             direction=Direction.IN,
             author=Author.CUSTOMER,
             status__in=(MessageStatus.RECEIVED, MessageStatus.PROCESSING),
             created_at__lt=now - stuck_after,
         )
+        .filter(not_recently)
         .filter(Q(conversation__turn_lease_until__isnull=True) | Q(conversation__turn_lease_until__lt=now))
-        .values_list("conversation_id", flat=True)[:BATCH]
     )
+    conversation_ids = set(stuck_inbound.values_list("conversation_id", flat=True)[:BATCH])
+    if conversation_ids:
+        stuck_inbound.filter(conversation_id__in=conversation_ids).update(status_changed_at=now)
     for conversation_id in conversation_ids:
         conversation_process_enqueue(conversation_id=conversation_id)
 
@@ -50,6 +56,7 @@ def messages_sweep() -> dict[str, int]:
             status_changed_at__lt=now - stuck_after,
         ).values_list("pk", flat=True)[:BATCH]
     )
+    Message.objects.filter(pk__in=queued, status=MessageStatus.QUEUED).update(status_changed_at=now)
     for message_id in queued:
         message_send_enqueue(message_id=message_id)
 

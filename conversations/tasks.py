@@ -18,6 +18,20 @@ from conversations.turns import conversation_turn_process
 logger = logging.getLogger(__name__)
 
 
+def safe_enqueue(task, args: list, *, countdown: float | None = None) -> None:
+    """Enqueue after commit; a broker outage must not fail the request that stored the work.
+
+    The rows are committed, so the sweeper re-enqueues them once the broker is back.
+    """
+    try:
+        if countdown:
+            task.apply_async(args=args, countdown=countdown)
+        else:
+            task.delay(*args)
+    except Exception:  # kombu/redis raise many kinds; the database is the source of truth
+        logger.warning("enqueue failed; the sweeper will retry", extra={"task": task.name}, exc_info=True)
+
+
 def _in_process() -> bool:
     return bool(current_app.conf.task_always_eager)
 

@@ -239,12 +239,8 @@ def conversation_reprocess(*, conversation: Conversation) -> int:
 
 
 def conversation_process_enqueue(*, conversation_id, countdown: float | None = None) -> None:
-    from conversations.tasks import process_conversation
+    from conversations.tasks import process_conversation, safe_enqueue
 
-    def _enqueue() -> None:
-        if countdown:
-            process_conversation.apply_async(args=[str(conversation_id)], countdown=countdown)
-        else:
-            process_conversation.delay(str(conversation_id))
-
-    transaction.on_commit(_enqueue)
+    transaction.on_commit(
+        lambda: safe_enqueue(process_conversation, [str(conversation_id)], countdown=countdown)
+    )

@@ -23,7 +23,8 @@ class BoundedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         if isinstance(self.object_list, QuerySet):
-            return self.object_list[: self.count_limit + 1].count()
+            # No ORDER BY inside the bounded count: sorting first would read every row.
+            return self.object_list.order_by()[: self.count_limit + 1].count()
         return len(self.object_list)
 
     @property

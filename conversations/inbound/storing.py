@@ -11,7 +11,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from businesses.models import Agent
@@ -160,11 +161,11 @@ def conversation_open_get_or_create(*, account: ChannelAccount, contact: Contact
 
 def _conversation_touch(conversation_id: uuid.UUID, *, at: datetime, inbound: bool) -> None:
     at = _not_after_now(at)
-    Conversation.objects.filter(pk=conversation_id, last_message_at__lt=at).update(last_message_at=at)
+    # One UPDATE; times only move forward (Meta delivers out of order).
+    fields: dict[str, Any] = {"last_message_at": Greatest(F("last_message_at"), Value(at))}
     if inbound:
-        Conversation.objects.filter(pk=conversation_id).filter(
-            Q(last_inbound_at__isnull=True) | Q(last_inbound_at__lt=at)
-        ).update(last_inbound_at=at)
+        fields["last_inbound_at"] = Greatest(Coalesce(F("last_inbound_at"), Value(at)), Value(at))
+    Conversation.objects.filter(pk=conversation_id).update(**fields)
 
 
 def _message_fields(item: InboundMessage) -> dict[str, Any]:

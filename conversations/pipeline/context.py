@@ -254,8 +254,10 @@ def turn_context_build(*, conversation: Conversation, messages: list[Message]) -
         .order_by("-created_at", "-id")
     )
     if pending:
-        # Messages that arrived after this burst belong to the next turn.
-        earlier = earlier.filter(created_at__lte=pending[-1].created_at)
+        # Customer messages that arrived after this burst belong to the next turn;
+        # replies stay, even when written after it (a turn that ran while the
+        # customer was typing): without them the model re-answers old messages.
+        earlier = earlier.exclude(direction=Direction.IN, created_at__gt=pending[-1].created_at)
     fetched = [_chat_message(m) for m in reversed(earlier[:HISTORY_FETCH_LIMIT])]
     history = history_trim(fetched, token_budget=ai_settings.history_token_budget)
 

@@ -156,3 +156,17 @@ def test_the_openapi_schema_describes_every_route_here(db, anon_client):
     assert "api_key" in created
     assert "key" in schema["components"]["schemas"]["APIKeyCreated"]["properties"]
     assert "key" not in schema["components"]["schemas"]["APIKey"]["properties"]
+
+
+def test_a_malformed_cursor_is_bad_input_not_a_missing_page(alice):
+    response = alice.client().get("/api/v1/agents/", {"cursor": "__main__"})
+    assert response.status_code == 400
+    assert response.json()["error"]["details"] == {"cursor": ["Invalid cursor."]}
+
+
+def test_every_operation_documents_the_error_shape(anon_client):
+    schema = anon_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for code in ("400", "401", "403", "404", "429"):
+                assert code in operation["responses"], (method, path, code)

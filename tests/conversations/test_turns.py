@@ -184,3 +184,41 @@ def test_tasks_are_registered_with_delay_on_commit(task_name):
 
     task = app.tasks[task_name]
     assert hasattr(task, "delay_on_commit")
+
+
+def test_a_second_sweep_does_not_pile_up_copies_of_the_same_work(alice, django_capture_on_commit_callbacks):
+    _inbound(alice, age=timedelta(minutes=5))
+    Message.objects.create(
+        business=alice.business,
+        conversation=alice.conversation,
+        channel_account=alice.channel,
+        direction=Direction.OUT,
+        author=Author.STAFF,
+        text="x",
+        status=MessageStatus.QUEUED,
+        status_changed_at=timezone.now() - timedelta(minutes=5),
+    )
+    with django_capture_on_commit_callbacks() as first:
+        assert messages_sweep() == {"conversations": 1, "queued": 1, "unknown": 0}
+    with django_capture_on_commit_callbacks() as second:
+        assert messages_sweep() == {"conversations": 0, "queued": 0, "unknown": 0}
+    assert len(first) == 2
+    assert second == []
+
+
+def test_a_broker_outage_after_commit_is_logged_and_left_to_the_sweeper(
+    alice, monkeypatch, django_capture_on_commit_callbacks
+):
+    from conversations import tasks
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(tasks.process_conversation, "delay", broker_down)
+    message = _inbound(alice, age=timedelta(0))
+    from conversations.turns import conversation_process_enqueue
+
+    with django_capture_on_commit_callbacks(execute=True):
+        conversation_process_enqueue(conversation_id=alice.conversation.pk)  # logs, does not raise
+    message.refresh_from_db()
+    assert message.status == MessageStatus.RECEIVED  # stored; the sweeper will enqueue it

@@ -397,3 +397,16 @@ def test_history_excludes_the_pending_messages_and_unsent_replies(bakery):
     ]
     assert [m.text for m in ctx.pending] == ["First", "Second"]
     assert ctx.trigger_message_id == pending[-1].id
+
+
+def test_a_reply_written_after_the_pending_message_stays_in_the_history(bakery):
+    """A turn that ran while the customer typed: its reply is newer than the next message."""
+    from conversations.pipeline.context import turn_context_build
+
+    bakery.say("Do you have croissants?", status="answered")
+    pending = bakery.say("And baguettes?")
+    reply = bakery.answer("Yes, croissants until noon!")  # written after the new message arrived
+    ctx = turn_context_build(conversation=bakery.conversation, messages=[pending])
+    texts = [m.text for m in ctx.history]
+    assert reply.text in texts
+    assert "And baguettes?" not in texts  # the pending message comes last, not in the history

@@ -1,0 +1,5 @@
+"""Benchmarks: `python -m bench.run_all` (see bench/PERFORMANCE.md).
+
+Every figure is a ratio against a baseline measured in the same run, because
+the machines these run on are small and shared.
+"""

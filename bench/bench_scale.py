@@ -1,0 +1,318 @@
+"""Benchmark 4, scale: the hot read paths on an almost empty database, then on a full one.
+
+Rows are generated in PostgreSQL itself (INSERT … SELECT generate_series, with
+UUIDv7-like ids made in SQL), respecting the schema and its constraints:
+contacts, one conversation each, `--messages` messages spread over
+conversations of 10 messages, one LLM call per 5 messages, across 50
+businesses created through the product's services. The "empty" measurement
+has one conversation per business; then the database is filled and analysed.
+
+Each endpoint is timed in this process through Django's test client (the full
+middleware and DRF stack, no network): the median of `--requests` requests
+after warming up. The queries each endpoint runs on the full database are
+EXPLAINed (ANALYZE, BUFFERS); a Seq Scan on messages, conversations or LLM
+calls fails the "no sequential scans" goal.
+
+    python -m bench.bench_scale [--messages 200000]      # make bench default
+    python -m bench.bench_scale --messages 1000000        # the full size (issue 6)
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import time
+from typing import Any
+
+from bench.loadgen import result_write, table_print
+from bench.stack import bench_stack, tenants_create
+
+NAME = "scale"
+GOAL_FACTOR = 10.0
+BUSINESSES = 50
+PER_CONVERSATION = 10
+MESSAGES_PER_LLM_CALL = 5
+HOT_TABLES = ("conversations_message", "conversations_conversation", "conversations_llmcall")
+
+UUID7_SQL = """
+CREATE OR REPLACE FUNCTION bench_uuid7(ts timestamptz) RETURNS uuid AS $$
+  -- 48 bits of Unix milliseconds, then random bits with the version (7) and variant set.
+  SELECT encode(
+    set_bit(set_bit(set_bit(set_bit(
+      overlay(uuid_send(gen_random_uuid())
+              PLACING substring(int8send((extract(epoch FROM ts) * 1000)::bigint) FROM 3) FROM 1 FOR 6),
+      52, 1), 53, 1), 54, 0), 55, 1),
+    'hex')::uuid
+$$ LANGUAGE sql VOLATILE;
+"""
+
+BUSINESSES_SQL = """
+CREATE TEMP TABLE IF NOT EXISTS bench_biz AS
+SELECT (row_number() OVER (ORDER BY b.created_at, b.id) - 1)::int AS n,
+       b.id AS business_id, ca.id AS account_id, s.id AS stage_id
+FROM businesses_business b
+JOIN channels_app_channelaccount ca ON ca.business_id = b.id
+JOIN stages_stage s ON s.business_id = b.id AND s.is_initial;
+"""
+
+CONVERSATIONS_SQL = """
+DROP TABLE IF EXISTS bench_conv;
+CREATE TEMP TABLE bench_conv AS
+SELECT g AS n, b.business_id, b.account_id, b.stage_id,
+       now() - interval '1 hour' - random() * interval '30 days' AS ts
+FROM generate_series(%(first)s, %(last)s) g
+JOIN bench_biz b ON b.n = g %% %(businesses)s;
+ALTER TABLE bench_conv ADD COLUMN conv_id uuid, ADD COLUMN contact_id uuid;
+UPDATE bench_conv SET conv_id = bench_uuid7(ts), contact_id = bench_uuid7(ts);
+
+INSERT INTO conversations_contact (id, created_at, updated_at, external_id, name, business_id,
+                                   channel_account_id)
+SELECT contact_id, ts, ts, 'scale-' || n, 'Customer ' || n, business_id, account_id FROM bench_conv;
+
+INSERT INTO conversations_conversation (
+    id, created_at, updated_at, status, ai_mode, needs_human, handoff_reason, collected_data,
+    collected_data_sources, ai_turns, last_inbound_at, last_message_at, closed_at, business_id,
+    channel_account_id, contact_id, stage_id)
+SELECT conv_id, ts, ts,
+       CASE WHEN n %% 5 = 0 THEN 'closed' ELSE 'open' END, 'auto', n %% 20 = 0,
+       CASE WHEN n %% 20 = 0 THEN 'Asked for a person' ELSE '' END,
+       '{"party_size": 4}', '{}', %(per)s / 2,
+       ts + (%(per)s - 2) * interval '1 minute', ts + (%(per)s - 1) * interval '1 minute',
+       CASE WHEN n %% 5 = 0 THEN ts + interval '1 day' END,
+       business_id, account_id, contact_id, stage_id
+FROM bench_conv;
+
+INSERT INTO conversations_message (
+    id, created_at, updated_at, direction, author, type, text, payload, raw, external_id,
+    reply_to_external_id, status, error_code, error, attempts, provider_timestamp, status_changed_at,
+    business_id, channel_account_id, conversation_id, sent_by_id, stage_id)
+SELECT bench_uuid7(c.ts + k * interval '1 minute'), c.ts + k * interval '1 minute',
+       c.ts + k * interval '1 minute',
+       CASE WHEN k %% 2 = 0 THEN 'in' ELSE 'out' END,
+       CASE WHEN k %% 2 = 0 THEN 'customer' ELSE 'ai' END,
+       'text',
+       CASE WHEN k %% 2 = 0 THEN 'Hi, could I book a table for four on Friday at eight? Thanks!'
+            ELSE 'Of course! Friday at 8 pm for four works. May I have a name for the booking?' END,
+       '{}', '{}', 'wamid.scale.' || c.n || '.' || k, '',
+       CASE WHEN k %% 2 = 0 THEN 'answered' ELSE 'delivered' END, '', '', 1,
+       c.ts + k * interval '1 minute', c.ts + k * interval '1 minute',
+       c.business_id, c.account_id, c.conv_id, NULL, c.stage_id
+FROM bench_conv c CROSS JOIN generate_series(0, %(per)s - 1) k;
+
+INSERT INTO conversations_llmcall (
+    id, created_at, updated_at, template_version, purpose, model, base_url_host, request_messages,
+    response_text, response_json, prompt_tokens, completion_tokens, cached_tokens, latency_ms, cost,
+    outcome, error, dry_run, business_id, conversation_id, stage_id, template_id, message_id)
+SELECT bench_uuid7(c.ts + k * interval '1 minute'), c.ts + k * interval '1 minute',
+       c.ts + k * interval '1 minute', NULL,
+       CASE WHEN k %% 2 = 0 THEN 'selection' ELSE 'response' END, 'gpt-4o-mini', 'api.openai.com',
+       '[{"role": "user", "content": "Hi, could I book a table?"}]', 'Of course!', NULL,
+       850, 40, 512, 420, 0.000150, 'ok', '', false, c.business_id, c.conv_id, c.stage_id, NULL, NULL
+FROM bench_conv c CROSS JOIN generate_series(0, %(llm_per)s - 1) k;
+"""
+
+
+def _generate(*, first: int, conversations: int) -> float:
+    """Insert `conversations` conversations (ordinals from `first`) with their rows; seconds taken."""
+    from django.db import connection, transaction
+
+    started = time.monotonic()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(UUID7_SQL)
+        cursor.execute(BUSINESSES_SQL)
+        cursor.execute(
+            CONVERSATIONS_SQL,
+            {
+                "first": first,
+                "last": first + conversations - 1,
+                "businesses": BUSINESSES,
+                "per": PER_CONVERSATION,
+                "llm_per": max(1, PER_CONVERSATION // MESSAGES_PER_LLM_CALL),
+            },
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    return time.monotonic() - started
+
+
+def _counts() -> dict[str, int]:
+    from django.db import connection
+
+    counts = {}
+    with connection.cursor() as cursor:
+        for table in ("conversations_contact", *HOT_TABLES):
+            cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 (a constant)
+            counts[table] = cursor.fetchone()[0]
+    return counts
+
+
+def _endpoints(business_id: Any, api_key: str) -> dict[str, tuple[str, dict[str, str]]]:
+    from conversations.models import Conversation
+
+    newest = Conversation.objects.filter(business_id=business_id).order_by("-last_message_at", "-id").first()
+    api = {"HTTP_AUTHORIZATION": f"Bearer {api_key}"}
+    return {
+        "conversation list API": ("/api/v1/conversations/", api),
+        "transcript API": (f"/api/v1/conversations/{newest.pk}/messages/", api),
+        "LLM call list API": ("/api/v1/llm-calls/", api),
+        "admin conversation list": ("/admin/conversations/conversation/", {}),
+    }
+
+
+def _clients(api_key: str) -> tuple[Any, Any]:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user_model = get_user_model()
+    admin = user_model.objects.filter(username="bench-admin").first() or user_model.objects.create_superuser(
+        "bench-admin", "admin@bench.example", "bench-password-0123"
+    )
+    staff = Client(SERVER_NAME="localhost")
+    staff.force_login(admin)
+    return Client(SERVER_NAME="localhost"), staff
+
+
+def _time(endpoints: dict, api_key: str, *, requests: int) -> dict[str, dict[str, Any]]:
+    api_client, staff_client = _clients(api_key)
+    results = {}
+    for label, (path, headers) in endpoints.items():
+        client = staff_client if label.startswith("admin") else api_client
+        for _ in range(3):  # warm: caches, code paths, buffers
+            response = client.get(path, **headers)
+            if response.status_code != 200:
+                raise RuntimeError(f"{label}: {path} answered {response.status_code}")
+        samples = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            client.get(path, **headers)
+            samples.append((time.perf_counter() - started) * 1000)
+        results[label] = {"path": path, "median_ms": round(statistics.median(samples), 2)}
+    return results
+
+
+def _explain(endpoints: dict, api_key: str) -> dict[str, list[dict[str, Any]]]:
+    """EXPLAIN (ANALYZE, BUFFERS) of every query an endpoint runs on the hot tables."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    api_client, staff_client = _clients(api_key)
+    plans: dict[str, list[dict[str, Any]]] = {}
+    for label, (path, headers) in endpoints.items():
+        client = staff_client if label.startswith("admin") else api_client
+        with CaptureQueriesContext(connection) as ctx:
+            client.get(path, **headers)
+        plans[label] = []
+        for query in ctx.captured_queries:
+            sql = query["sql"]
+            if not sql.lstrip().upper().startswith("SELECT") or not any(t in sql for t in HOT_TABLES):
+                continue
+            with connection.cursor() as cursor:
+                cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")
+                plan = "\n".join(row[0] for row in cursor.fetchall())
+            seq = sorted(set(re.findall(r"Seq Scan on (\w+)", plan)) & set(HOT_TABLES))
+            time_ms = re.search(r"Execution Time: ([\d.]+) ms", plan)
+            plans[label].append(
+                {
+                    "sql": sql,
+                    "plan": plan,
+                    "seq_scans_on_hot_tables": seq,
+                    "execution_ms": float(time_ms.group(1)) if time_ms else None,
+                }
+            )
+    return plans
+
+
+def run(*, messages: int, requests: int) -> dict[str, Any]:
+    conversations = max(BUSINESSES, messages // PER_CONVERSATION)
+    with bench_stack(llm=False):
+        tenants = tenants_create(BUSINESSES, prefix="Scale")
+        tenant = tenants[0]
+        _generate(first=0, conversations=BUSINESSES)
+        empty_counts = _counts()
+        endpoints = _endpoints(tenant.business_id, tenant.api_key)
+        empty = _time(endpoints, tenant.api_key, requests=requests)
+        print(f"  empty: {empty_counts}", flush=True)
+        fill_seconds = _generate(first=BUSINESSES, conversations=conversations - BUSINESSES)
+        full_counts = _counts()
+        print(f"  filled in {fill_seconds:.0f} s: {full_counts}", flush=True)
+        endpoints = _endpoints(tenant.business_id, tenant.api_key)
+        full = _time(endpoints, tenant.api_key, requests=requests)
+        plans = _explain(endpoints, tenant.api_key)
+
+    rows = []
+    for label in endpoints:
+        ratio = full[label]["median_ms"] / empty[label]["median_ms"]
+        seq = sorted({t for p in plans[label] for t in p["seq_scans_on_hot_tables"]})
+        rows.append(
+            {
+                "endpoint": label,
+                "path_full": full[label]["path"],
+                "empty_ms": empty[label]["median_ms"],
+                "full_ms": full[label]["median_ms"],
+                "ratio": round(ratio, 2),
+                "queries_on_hot_tables": len(plans[label]),
+                "slowest_query_ms": max((p["execution_ms"] or 0 for p in plans[label]), default=None),
+                "seq_scans": seq,
+            }
+        )
+    return {
+        "name": NAME,
+        "config": {
+            "messages": messages,
+            "conversations": conversations,
+            "businesses": BUSINESSES,
+            "requests_per_endpoint": requests,
+            "client": "Django test client in-process (full middleware + DRF, no network)",
+            "fill_seconds": round(fill_seconds, 1),
+        },
+        "counts": {"empty": empty_counts, "full": full_counts},
+        "rows": rows,
+        "plans": plans,
+        "summary": {
+            "worst_ratio": max(r["ratio"] for r in rows),
+            "seq_scans": sorted({t for r in rows for t in r["seq_scans"]}),
+        },
+        "goals": {
+            "each <= 10x its empty-database latency": all(r["ratio"] <= GOAL_FACTOR for r in rows),
+            "no seq scan on messages/conversations/LLM calls": not any(r["seq_scans"] for r in rows),
+        },
+    }
+
+
+def report(result: dict[str, Any], *, plans: bool = True) -> None:
+    if plans:
+        for label, queries in result["plans"].items():
+            for query in queries:
+                print(f"--- {label}: {query['sql'][:300]}")
+                print(query["plan"])
+    table_print(
+        ["endpoint", "empty ms", "full ms", "full/empty", "hot queries", "slowest query ms", "seq scans"],
+        [
+            [
+                r["endpoint"],
+                r["empty_ms"],
+                r["full_ms"],
+                r["ratio"],
+                r["queries_on_hot_tables"],
+                r["slowest_query_ms"],
+                ", ".join(r["seq_scans"]) or "none",
+            ]
+            for r in result["rows"]
+        ],
+    )
+    print(result["config"], result["counts"]["full"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--requests", type=int, default=15)
+    args = parser.parse_args()
+    result = run(messages=args.messages, requests=args.requests)
+    report(result)
+    result_write(NAME, result)
+
+
+if __name__ == "__main__":
+    main()

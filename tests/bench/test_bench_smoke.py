@@ -1,0 +1,133 @@
+"""Smoke runs of the benchmark scripts' pure parts (the stack itself needs PostgreSQL and Redis)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from bench import bench_ingest, run_all
+from bench.fake_servers import BenchGraph, BenchLLM
+from bench.loadgen import HttpRequest, percentile, result_write, run_open
+from bench.stack import BenchTenant, sign, whatsapp_body
+from channels_app.adapters import get_adapter
+
+
+class _Server:
+    """A trivial HTTP server: 200 for every POST, 500 when the path says so."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                outer.bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                status = 500 if self.path == "/fail/" else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def server():
+    server = _Server()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def test_the_load_generator_holds_its_arrival_rate_and_measures_latency(server):
+    started = time.monotonic()
+    result = run_open(server.url, lambda i: HttpRequest(path="/ok/", body=b"%d" % i), rate=50, duration=1.0)
+
+    assert result.sent == 50 and result.ok == 50 and result.errors == 0
+    assert sorted(int(b) for b in server.bodies) == list(range(50))
+    assert 0.9 <= time.monotonic() - started < 5
+    assert result.sustained
+    assert 0 < result.p50_ms <= result.p99_ms <= result.max_ms
+
+
+def test_the_load_generator_counts_error_answers_and_refused_connections(server):
+    failing = run_open(server.url, lambda i: HttpRequest(path="/fail/"), rate=20, duration=0.5)
+    assert failing.ok == 0 and failing.errors == 10 and failing.statuses == {"500": 10}
+    assert not failing.sustained
+
+    server.server.server_close()  # nothing listens any more
+    refused = run_open(server.url, lambda i: HttpRequest(path="/ok/"), rate=20, duration=0.25, timeout=2)
+    assert refused.ok == 0 and refused.errors == 5 and "ConnectionRefusedError" in refused.statuses
+
+
+def test_percentiles_use_the_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 0.5) == 50.0
+    assert percentile(values, 0.99) == 99.0
+    assert percentile([], 0.5) is None
+
+
+def test_ingest_bodies_are_signed_whatsapp_batches_with_a_fifth_redelivered():
+    tenants = [BenchTenant("b", "k", "a", "15550000001"), BenchTenant("b2", "k2", "a2", "15550000002")]
+    bodies = bench_ingest.Bodies(tenants, seed=7, run="smoke")
+    requests = [bodies(i) for i in range(500)]
+
+    adapter = get_adapter("whatsapp")
+    for request in requests[:50]:
+        assert adapter.verify_signature(
+            request.body, request.headers["X-Hub-Signature-256"], "bench-app-secret"
+        )
+        batch = adapter.parse(json.loads(request.body))
+        assert 1 <= len(batch.messages) <= 3 and not batch.problems
+    distinct = {r.body for r in requests}
+    assert 0.15 <= 1 - len(distinct) / len(requests) <= 0.25
+    assert bodies.messages > bodies.unique_messages
+
+
+def test_the_fake_servers_answer_after_the_delay_and_time_each_send():
+    import requests
+
+    llm = BenchLLM(delay=0.2).start()
+    graph = BenchGraph().start()
+    try:
+        started = time.monotonic()
+        answer = requests.post(
+            f"{llm.base_url}/chat/completions", json={"model": "m", "messages": []}, timeout=5
+        )
+        assert answer.status_code == 200 and time.monotonic() - started >= 0.2
+
+        body = {"messaging_product": "whatsapp", "to": "4471", "type": "text", "text": {"body": "Hi"}}
+        requests.post(f"{graph.url}/v25.0/1555/messages", json=body, timeout=5)
+        arrived = graph.wait_for_send("4471", timeout=1)
+        assert arrived is not None and started <= arrived <= time.monotonic()
+        assert graph.wait_for_send("4472", timeout=0.1) is None
+    finally:
+        llm.stop()
+        graph.stop()
+
+
+def test_results_are_written_as_json_with_a_summary_of_goals(tmp_path):
+    body = whatsapp_body("1555", [("4471", "wamid.1", "Hi")])
+    assert sign(body).startswith("sha256=")
+    result = {"name": "x", "summary": {"ratio": 0.7}, "goals": {"ratio >= 0.5": True}}
+
+    path = result_write("x", result, directory=tmp_path)
+
+    written = json.loads(path.read_text())
+    assert written["goals"] == {"ratio >= 0.5": True} and "measured_at" in written
+    rows = run_all.summary_rows({"x": written, "y": {"error": "exit 1"}})
+    assert rows == [["x", "ratio >= 0.5", "ratio=0.7", "yes"], ["y", "(did not run)", "exit 1", "no"]]
