@@ -11,6 +11,7 @@ conversation for staff.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -74,11 +75,14 @@ def message_outbound_create(
     stage=None,
     announces_handoff: bool = False,
     enqueue: bool = True,
+    send_inline: bool = False,
 ) -> Message:
     """Store an outbound message (queued) and send it after the transaction commits.
 
     `announces_handoff` marks the AI's last reply of a turn that hands the
     conversation to staff: it is sent although that handoff pauses the AI.
+    `send_inline` sends right after commit in this process (a turn's reply: no
+    second trip through the broker); the send task stays the retry path.
     """
     now = timezone.now()
     payload: dict[str, Any] = {}
@@ -101,9 +105,19 @@ def message_outbound_create(
         stage=stage,
     )
     Conversation.objects.filter(pk=conversation.pk).update(last_message_at=now)
-    if enqueue:
+    if send_inline:
+        message_send_after_commit(message_id=message.pk)
+    elif enqueue:
         message_send_enqueue(message_id=message.pk)
     return message
+
+
+def message_send_after_commit(*, message_id) -> None:
+    """Send in this process once the row is committed. The claim in message_send
+    keeps it at most once; a transient failure schedules the task to retry."""
+    from conversations.tasks import send_message
+
+    transaction.on_commit(lambda: send_message(str(message_id)))
 
 
 def message_send_enqueue(*, message_id, countdown: float | None = None) -> None:
@@ -249,19 +263,39 @@ def _fail(message: Message, exc: SendError) -> SendOutcome:
     return SendOutcome(status=MessageStatus.FAILED)
 
 
+def channel_typing_indicate_soon(*, conversation: Conversation, last_message: Message | None) -> None:
+    """The read receipt and typing indicator without waiting for them: against Meta
+    they cost a round trip that would otherwise delay the first LLM request.
+    Everything is read here; the thread only makes the HTTP call (no database)."""
+    call = _typing_call(conversation, last_message)
+    if call is not None:
+        threading.Thread(target=_acknowledge, args=call, name="typing-indicator", daemon=True).start()
+
+
 def channel_typing_indicate(*, conversation: Conversation, last_message: Message | None) -> None:
     """Mark the customer's message read and show typing; best effort, never raises."""
+    call = _typing_call(conversation, last_message)
+    if call is not None:
+        _acknowledge(*call)
+
+
+def _typing_call(conversation: Conversation, last_message: Message | None) -> tuple | None:
     account = conversation.channel_account
     if account.kind == ChannelKind.API or not account.access_token:
-        return
+        return None
     credentials = ChannelCredentials(external_id=account.external_id, access_token=account.access_token)
+    message_id = (last_message.external_id or "") if last_message else ""
+    return account.kind, credentials, conversation.contact.external_id, message_id, str(conversation.pk)
+
+
+def _acknowledge(
+    kind: str, credentials: ChannelCredentials, recipient: str, message_id: str, conversation_id: str
+) -> None:
     try:
-        get_adapter(account.kind).acknowledge(
-            credentials,
-            recipient=conversation.contact.external_id,
-            message_id=(last_message.external_id or "") if last_message else "",
-        )
+        get_adapter(kind).acknowledge(credentials, recipient=recipient, message_id=message_id)
     except SendError as exc:
         logger.info(
-            "typing indicator not shown", extra={"code": exc.code, "conversation_id": str(conversation.pk)}
+            "typing indicator not shown", extra={"code": exc.code, "conversation_id": conversation_id}
         )
+    except Exception:  # a background nicety must never take a worker thread down loudly
+        logger.warning("typing indicator failed", extra={"conversation_id": conversation_id}, exc_info=True)

@@ -28,7 +28,7 @@ from conversations.models import (
     Message,
     MessageStatus,
 )
-from conversations.outbound import channel_typing_indicate, message_outbound_create
+from conversations.outbound import channel_typing_indicate_soon, message_outbound_create
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def _turn(conversation: Conversation, pending: list[Message], ai_settings: AICon
         logger.info("turn skipped", extra={"conversation_id": str(conversation.pk), "reason": reason})
         return
 
-    channel_typing_indicate(conversation=conversation, last_message=pending[-1])
+    channel_typing_indicate_soon(conversation=conversation, last_message=pending[-1])
     _ai_turn(conversation, pending, ai_settings)
 
 
@@ -191,6 +191,7 @@ def _ai_turn(
                 quick_replies=result.quick_replies,
                 stage=result.stage,
                 announces_handoff=bool(result.handoff_reason),
+                send_inline=True,
             )
         _set_status(pending, MessageStatus.ANSWERED)
         reason = result.handoff_reason or ("" if result.reply_text else "The model returned no reply.")
@@ -207,7 +208,9 @@ def _handoff(conversation: Conversation, ai_settings: AIControlSettings | None, 
             pk=conversation.pk, handoff_notified_at__isnull=True
         ).update(handoff_notified_at=timezone.now())
         if holding and first_notice:
-            message_outbound_create(conversation=conversation, author=Author.SYSTEM, text=holding)
+            message_outbound_create(
+                conversation=conversation, author=Author.SYSTEM, text=holding, send_inline=True
+            )
     logger.info("conversation handed to staff", extra={"conversation_id": str(conversation.pk)})
 
 

@@ -217,3 +217,15 @@ def test_a_failing_typing_indicator_does_not_break_the_turn(open_window, fake_gr
 
     fake_graph.fail(500)
     channel_typing_indicate(conversation=open_window.conversation, last_message=open_window.messages[0])
+
+
+def test_the_typing_indicator_is_sent_without_holding_up_the_turn(open_window, fake_graph):
+    import time
+
+    from conversations.outbound import channel_typing_indicate_soon
+
+    channel_typing_indicate_soon(conversation=open_window.conversation, last_message=open_window.messages[0])
+    deadline = time.monotonic() + 10
+    while not fake_graph.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fake_graph.last.body["status"] == "read"
