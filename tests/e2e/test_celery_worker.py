@@ -9,9 +9,6 @@ REDIS_URL; CI runs them against both.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import os
 import signal
 import subprocess
@@ -22,10 +19,10 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.db import connection
-from rest_framework.test import APIClient
 
 from conversations.models import Direction, Message, MessageStatus
 from tests.conftest import make_tenant
+from tests.e2e import whatsapp
 from tests.fakes.openai_server import Reply
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,45 +129,8 @@ def worker_env(postgres_only, broker_mode, fake_llm, fake_graph):
 
 
 def _post_text(tenant, wamid: str, text: str) -> None:
-    payload = {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "WABA",
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {
-                                "display_phone_number": "1",
-                                "phone_number_id": tenant.channel.external_id,
-                            },
-                            "contacts": [{"profile": {"name": "Ana"}, "wa_id": "5511987654321"}],
-                            "messages": [
-                                {
-                                    "from": "5511987654321",
-                                    "id": wamid,
-                                    "timestamp": str(int(time.time())),
-                                    "type": "text",
-                                    "text": {"body": text},
-                                }
-                            ],
-                        },
-                    }
-                ],
-            }
-        ],
-    }
-    body = json.dumps(payload).encode()
-    signature = "sha256=" + hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    response = APIClient().post(
-        "/webhooks/whatsapp/",
-        data=body,
-        content_type="application/json",
-        headers={"X-Hub-Signature-256": signature},
-    )
-    assert response.status_code == 200
+    payload = whatsapp.text_message(tenant.channel.external_id, wa_id="5511987654321", wamid=wamid, text=text)
+    assert whatsapp.post_signed(payload, APP_SECRET).status_code == 200
 
 
 def _wait_for(predicate, timeout: float = 60.0, what: str = "condition"):

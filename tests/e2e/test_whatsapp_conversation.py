@@ -7,13 +7,7 @@ the real `openai` client talks to the fake OpenAI server and the real
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import time
-
 import pytest
-from rest_framework.test import APIClient
 
 from conversations.models import (
     AIMode,
@@ -27,6 +21,7 @@ from conversations.models import (
 )
 from stages.models import Stage
 from templates_app.defaults import platform_templates_seed
+from tests.e2e import whatsapp
 from tests.fakes.openai_server import Reply
 
 APP_SECRET = "e2e-app-secret"
@@ -73,46 +68,11 @@ _counter = iter(range(1, 10_000))
 
 def customer_says(tenant, text: str, django_capture_on_commit_callbacks) -> str:
     wamid = f"wamid.e2e.{next(_counter)}"
-    payload = {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "WABA",
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {
-                                "display_phone_number": "15550783881",
-                                "phone_number_id": tenant.channel.external_id,
-                            },
-                            "contacts": [{"profile": {"name": "Ana Souza"}, "wa_id": CUSTOMER}],
-                            "messages": [
-                                {
-                                    "from": CUSTOMER,
-                                    "id": wamid,
-                                    "timestamp": str(int(time.time())),
-                                    "type": "text",
-                                    "text": {"body": text},
-                                }
-                            ],
-                        },
-                    }
-                ],
-            }
-        ],
-    }
-    body = json.dumps(payload, ensure_ascii=False).encode()
-    signature = "sha256=" + hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    client = APIClient()
+    payload = whatsapp.text_message(
+        tenant.channel.external_id, wa_id=CUSTOMER, wamid=wamid, text=text, name="Ana Souza"
+    )
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(
-            "/webhooks/whatsapp/",
-            data=body,
-            content_type="application/json",
-            headers={"X-Hub-Signature-256": signature},
-        )
+        response = whatsapp.post_signed(payload, APP_SECRET)
     assert response.status_code == 200
     return wamid
 
@@ -189,42 +149,10 @@ def test_a_delivery_receipt_updates_the_reply(shop, fake_llm, fake_graph, django
     fake_llm.on("response", {"reply": "Hi!", "quick_replies": []})
     customer_says(tenant, "Hello", django_capture_on_commit_callbacks)
     reply = Message.objects.get(conversation=conversation_of(tenant), direction=Direction.OUT)
-    payload = {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "WABA",
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {
-                                "display_phone_number": "1",
-                                "phone_number_id": tenant.channel.external_id,
-                            },
-                            "statuses": [
-                                {
-                                    "id": reply.external_id,
-                                    "status": "read",
-                                    "timestamp": str(int(time.time())),
-                                    "recipient_id": CUSTOMER,
-                                }
-                            ],
-                        },
-                    }
-                ],
-            }
-        ],
-    }
-    body = json.dumps(payload).encode()
-    signature = "sha256=" + hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    response = APIClient().post(
-        "/webhooks/whatsapp/",
-        data=body,
-        content_type="application/json",
-        headers={"X-Hub-Signature-256": signature},
+    payload = whatsapp.status(
+        tenant.channel.external_id, wamid=reply.external_id, state="read", wa_id=CUSTOMER
     )
+    response = whatsapp.post_signed(payload, APP_SECRET)
     assert response.status_code == 200
     reply.refresh_from_db()
     assert reply.status == MessageStatus.READ
