@@ -14,3 +14,7 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "icmp.settings")
 
 application = get_asgi_application()
+
+from icmp.startup import require_secret_key  # noqa: E402 (after Django is set up)
+
+require_secret_key()

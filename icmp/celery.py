@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "icmp.settings")
 
 app = Celery("icmp", task_cls="celery.contrib.django.task:DjangoTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.worker_init.connect
+@signals.beat_init.connect
+def _require_secret_key(**kwargs) -> None:
+    from icmp.startup import require_secret_key
+
+    require_secret_key()

@@ -58,10 +58,34 @@ def test_deploy_check_passes_with_production_settings(tmp_path):
 
 
 def test_production_settings_refuse_to_start_without_a_secret_key(tmp_path):
-    result = manage("check", tmp_path=tmp_path, DEBUG="0", ALLOWED_HOSTS="example.com")
+    result = manage("check", "--deploy", tmp_path=tmp_path, DEBUG="0", ALLOWED_HOSTS="example.com")
 
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_the_web_server_refuses_to_start_without_a_secret_key():
+    env = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
+    env.update(
+        DEBUG="0", ALLOWED_HOSTS="example.com", ICMP_SKIP_DOTENV="1", DJANGO_SETTINGS_MODULE="icmp.settings"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", "import icmp.wsgi"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_tooling_works_without_a_secret_key(tmp_path):
+    result = manage("makemigrations", "--check", "--dry-run", tmp_path=tmp_path, DEBUG="0")
+
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_models_and_migrations_agree(tmp_path):
