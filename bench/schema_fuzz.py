@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     env = app_env(database_url, graph_port=free_port())
     if args.database_url.startswith("postgres"):
-        from bench.chaos import database_recreate
+        from bench.chaos_stack import database_recreate
 
         database_recreate(args.database_url)
     say(f"database {database_url}; migrating")

@@ -12,18 +12,9 @@ from collections import Counter
 
 import pytest
 
-from bench.chaos_support import (
-    Facts,
-    evaluate,
-    kill_schedule,
-    pending_tokens,
-    plan_deliveries,
-    reason_group,
-    sign,
-    tokens_in,
-    trigger_in,
-    whatsapp_body,
-)
+from bench.chaos_fakes import pending_tokens
+from bench.chaos_invariants import Facts, evaluate, reason_group
+from bench.chaos_plan import kill_schedule, plan_deliveries, sign, tokens_in, trigger_in, whatsapp_body
 from channels_app.adapters.whatsapp import WhatsAppAdapter
 
 SECRET = "smoke-app-secret"
