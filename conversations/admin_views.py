@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -30,6 +29,7 @@ from conversations.models import (
     LLMPurpose,
     Message,
 )
+from conversations.pipeline.service import turn_totals
 from conversations.services import (
     conversation_ai_pause,
     conversation_ai_resume,
@@ -50,11 +50,12 @@ class StaffReplyForm(forms.Form):
 
 
 def _turn_totals(calls: list[LLMCall]) -> dict[str, Any]:
-    priced = [c.cost for c in calls if c.cost is not None]
+    # The pipeline's own rule: an unpriced billed call makes the cost unknown, not low.
+    prompt_tokens, completion_tokens, cost = turn_totals(calls)
     return {
-        "prompt_tokens": sum(c.prompt_tokens or 0 for c in calls),
-        "completion_tokens": sum(c.completion_tokens or 0 for c in calls),
-        "cost": sum(priced, Decimal(0)) if priced else None,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "cost": cost,
         "latency_ms": sum(c.latency_ms or 0 for c in calls),
     }
 

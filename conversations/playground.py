@@ -28,31 +28,32 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
 
 from businesses.models import Agent, AIControlSettings, Business
 from conversations.llm.client import llm_complete, llm_configured
-from conversations.llm.ledger import llm_call_build, llm_calls_save
 from conversations.models import Author, Conversation, Direction, LLMCall, Message
 from conversations.pipeline.budget import turn_budget_exceeded
 from conversations.pipeline.context import (
     MAX_MESSAGE_CHARS,
-    AgentInfo,
     BudgetInfo,
     ChatMessage,
     StageInfo,
     TemplateInfo,
     TurnContext,
+    agent_info_build,
+    stage_info_build,
+    template_info_build,
     turn_context_build,
 )
 from conversations.pipeline.prompts import Prompt, extraction_prompt, response_prompt, selection_prompt
+from conversations.pipeline.service import draft_ledger_write, turn_totals
 from conversations.pipeline.turn import collected_merge, turn_draft
 from icmp.errors import ApplicationError
 from stages.models import Stage
-from stages.selectors import stage_list, stage_templates_resolve
+from stages.selectors import stage_list
 from templates_app.models import PromptTemplate, TemplateKind
-from templates_app.selectors import ResolvedTemplate, template_defaults_get
+from templates_app.selectors import template_defaults_get
 
 # How far back to look for the customer's latest burst of messages in a conversation.
 RECENT_MESSAGES = 50
@@ -104,33 +105,6 @@ class DryRun:
 # --- the context ------------------------------------------------------------------
 
 
-def _template_info(resolved: ResolvedTemplate) -> TemplateInfo | None:
-    template = resolved.template
-    if template is None:
-        return None
-    return TemplateInfo(
-        id=template.id,
-        kind=template.kind,
-        content=template.content,
-        version=template.version,
-        source=str(resolved.source),
-    )
-
-
-def _stage_info(stage: Stage, defaults: dict[str, ResolvedTemplate]) -> StageInfo:
-    resolved = stage_templates_resolve(stage=stage, defaults=defaults)
-    return StageInfo(
-        id=stage.id,
-        key=stage.key,
-        name=stage.name,
-        description=stage.description,
-        is_initial=stage.is_initial,
-        is_handoff=stage.is_handoff,
-        data_schema=stage.data_schema if isinstance(stage.data_schema, dict) else {},
-        templates={kind: _template_info(item) for kind, item in resolved.items()},
-    )
-
-
 def _sample_context_build(*, business: Business, text: str) -> TurnContext:
     """What `turn_context_build` reads for a conversation, for a customer who does not exist."""
     try:
@@ -139,27 +113,20 @@ def _sample_context_build(*, business: Business, text: str) -> TurnContext:
         ai_settings = AIControlSettings(business=business)
     defaults = template_defaults_get(business=business)
     stage_rows = list(stage_list(business=business).order_by("order", "key"))
-    stages = tuple(_stage_info(stage, defaults) for stage in stage_rows)
+    stages = tuple(stage_info_build(stage, defaults) for stage in stage_rows)
     current = next((s for s in stages if s.is_initial), stages[0] if stages else None)
-    agent = Agent.objects.filter(business=business, is_default=True).first() or Agent(name="Assistant")
+    agent = Agent.objects.filter(business=business, is_default=True).first()
     return TurnContext(
         business_id=business.id,
         business={"name": business.name, "config": business.config or {}},
-        agent=AgentInfo(
-            name=agent.name,
-            persona=agent.persona,
-            instructions=agent.instructions,
-            model=agent.model or settings.LLM_MODEL,
-            temperature=float(agent.temperature),
-            max_tokens=int(agent.max_tokens),
-        ),
+        agent=agent_info_build(agent),
         contact=dict(SAMPLE_CONTACT),
         stages=stages,
         current_stage=current,
         collected_data={},
         history=(),
         pending=(ChatMessage(role="user", text=text[:MAX_MESSAGE_CHARS]),),
-        default_templates={kind: _template_info(item) for kind, item in defaults.items()},
+        default_templates={kind: template_info_build(item) for kind, item in defaults.items()},
         budget=BudgetInfo(
             history_token_budget=ai_settings.history_token_budget,
             monthly_token_budget=ai_settings.monthly_token_budget,
@@ -317,15 +284,6 @@ def playground_prompts_render(*, ctx: TurnContext, kind: str | None = None) -> l
 # --- dry run -----------------------------------------------------------------------
 
 
-def _totals(calls: list[LLMCall]) -> tuple[int, int, Decimal | None]:
-    prompt = sum(c.prompt_tokens or 0 for c in calls)
-    completion = sum(c.completion_tokens or 0 for c in calls)
-    billed = [c for c in calls if c.prompt_tokens is not None or c.completion_tokens is not None]
-    if not billed or any(c.cost is None for c in billed):
-        return prompt, completion, None
-    return prompt, completion, sum((c.cost for c in billed), Decimal(0))
-
-
 def playground_dry_run(*, ctx: TurnContext) -> DryRun:
     """Run the turn's LLM calls for `ctx` and write them to the ledger as dry runs.
 
@@ -344,27 +302,8 @@ def playground_dry_run(*, ctx: TurnContext) -> DryRun:
     started = time.monotonic()
     draft = turn_draft(ctx=ctx, llm=llm_complete)
     wall_ms = int((time.monotonic() - started) * 1000)
-    calls = llm_calls_save(
-        calls=[
-            llm_call_build(
-                business_id=ctx.business_id,
-                conversation_id=ctx.conversation_id,
-                message_id=ctx.trigger_message_id,
-                stage_id=record.stage.id if record.stage else None,
-                template_id=record.template_id,
-                template_version=record.template_version,
-                purpose=record.purpose,
-                request=record.request,
-                result=record.result,
-                error=record.error,
-                outcome=record.outcome,
-                problem=record.problem,
-                dry_run=True,
-            )
-            for record in draft.calls
-        ]
-    )
-    prompt_tokens, completion_tokens, cost = _totals(calls)
+    calls = draft_ledger_write(ctx, draft, dry_run=True)
+    prompt_tokens, completion_tokens, cost = turn_totals(calls)
     _, changed = collected_merge(ctx.collected_data, draft.extracted)
     failure = None
     if draft.failure is not None:

@@ -169,7 +169,7 @@ def _chat_message(message: Message) -> ChatMessage:
     return ChatMessage(role=role, text=_message_text(message), message_id=message.id)
 
 
-def _template_info(resolved: ResolvedTemplate) -> TemplateInfo | None:
+def template_info_build(resolved: ResolvedTemplate) -> TemplateInfo | None:
     template = resolved.template
     if template is None:
         return None
@@ -183,10 +183,10 @@ def _template_info(resolved: ResolvedTemplate) -> TemplateInfo | None:
 
 
 def _templates(resolved: dict[str, ResolvedTemplate]) -> dict[str, TemplateInfo | None]:
-    return {kind: _template_info(resolved[kind]) for kind in KINDS if kind in resolved}
+    return {kind: template_info_build(resolved[kind]) for kind in KINDS if kind in resolved}
 
 
-def _stage_info(stage: Stage, defaults: dict[str, ResolvedTemplate]) -> StageInfo:
+def stage_info_build(stage: Stage, defaults: dict[str, ResolvedTemplate]) -> StageInfo:
     schema = stage.data_schema if isinstance(stage.data_schema, dict) else {}
     return StageInfo(
         id=stage.id,
@@ -207,7 +207,7 @@ def _agent(conversation: Conversation) -> Agent | None:
     return Agent.objects.filter(business_id=conversation.business_id, is_default=True).first()
 
 
-def _agent_info(agent: Agent | None) -> AgentInfo:
+def agent_info_build(agent: Agent | None) -> AgentInfo:
     if agent is None:
         agent = Agent(name="Assistant")  # unsaved: the model's defaults
     return AgentInfo(
@@ -239,7 +239,7 @@ def turn_context_build(*, conversation: Conversation, messages: list[Message]) -
     # Stage → business default → platform default, with the defaults read once.
     defaults = template_defaults_get(business=business)
     stage_rows = list(stage_list(business=business).order_by("order", "key"))
-    stages = tuple(_stage_info(stage, defaults) for stage in stage_rows)
+    stages = tuple(stage_info_build(stage, defaults) for stage in stage_rows)
     current = next((s for s in stages if s.id == conversation.stage_id), None)
     if current is None:
         current = next((s for s in stages if s.is_initial), stages[0] if stages else None)
@@ -265,7 +265,7 @@ def turn_context_build(*, conversation: Conversation, messages: list[Message]) -
     return TurnContext(
         business_id=business.id,
         business={"name": business.name, "config": business.config or {}},
-        agent=_agent_info(_agent(conversation)),
+        agent=agent_info_build(_agent(conversation)),
         contact={"name": contact.name, "channel": conversation.channel_account.kind},
         stages=stages,
         current_stage=current,

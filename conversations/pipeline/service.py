@@ -49,7 +49,7 @@ class TurnResult:
     cost: Decimal | None = None
 
 
-def _totals(calls: list[LLMCall]) -> tuple[int, int, Decimal | None]:
+def turn_totals(calls: list[LLMCall]) -> tuple[int, int, Decimal | None]:
     prompt = sum(c.prompt_tokens or 0 for c in calls)
     completion = sum(c.completion_tokens or 0 for c in calls)
     # Calls that reported no usage (failed requests) are not billed; any other call
@@ -60,7 +60,7 @@ def _totals(calls: list[LLMCall]) -> tuple[int, int, Decimal | None]:
     return prompt, completion, sum((c.cost for c in billed), Decimal(0))
 
 
-def _ledger_write(ctx: TurnContext, draft: TurnDraft, *, dry_run: bool) -> list[LLMCall]:
+def draft_ledger_write(ctx: TurnContext, draft: TurnDraft, *, dry_run: bool) -> list[LLMCall]:
     rows = [
         llm_call_build(
             business_id=ctx.business_id,
@@ -142,7 +142,7 @@ def turn_run(*, conversation: Conversation, messages: list[Message], dry_run: bo
         return TurnResult(stage=current, handoff_reason=reason)
 
     draft = turn_draft(ctx=ctx, llm=llm_complete)
-    calls = _ledger_write(ctx, draft, dry_run=dry_run)
+    calls = draft_ledger_write(ctx, draft, dry_run=dry_run)
     call_ids = [c.id for c in calls]
 
     if draft.failure is not None:
@@ -161,7 +161,7 @@ def turn_run(*, conversation: Conversation, messages: list[Message], dry_run: bo
     else:
         extracted = _conversation_apply(conversation=conversation, ctx=ctx, draft=draft, stage=stage)
 
-    prompt_tokens, completion_tokens, cost = _totals(calls)
+    prompt_tokens, completion_tokens, cost = turn_totals(calls)
     logger.info(
         "Turn done: stage %s%s, %d calls, %d+%d tokens",
         draft.stage.key if draft.stage else "-",
