@@ -32,28 +32,14 @@ from tests.channels.webhook_helpers import (
     IGSID,
     PNID_2,
     PSID,
-    VERIFY_TOKEN,
     last_event,
     make_account,
-    meta_accounts,
     post_bytes,
     post_fixture,
     post_json,
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _meta(settings):
-    settings.META_APP_SECRET = APP_SECRET
-    settings.META_VERIFY_TOKEN = VERIFY_TOKEN
-    settings.META_APP_ID = ""
-
-
-@pytest.fixture
-def accounts(alice):
-    return meta_accounts(alice.business)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("meta_app")]
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from conversations.models import Contact, Conversation, Message
 from tests.channels import fixture, fixture_names
 from tests.channels.webhook_helpers import (
     ANA,
-    APP_SECRET,
     IGID,
     PAGE,
     PNID,
@@ -27,7 +26,7 @@ from tests.channels.webhook_helpers import (
     post_bytes,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("meta_app")]
 
 FUZZ = settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
@@ -175,12 +174,6 @@ def snapshot() -> tuple:
         tuple(Conversation.objects.order_by("pk").values_list("pk", "ai_mode", "last_inbound_at")),
         tuple(Message.objects.order_by("pk").values_list("pk", "status", "text", "error_code")),
     )
-
-
-@pytest.fixture(autouse=True)
-def _meta(settings):
-    settings.META_APP_SECRET = APP_SECRET
-    settings.META_APP_ID = ""
 
 
 @pytest.mark.parametrize("channel", CHANNELS)

@@ -11,13 +11,11 @@ from channels_app.models import ChannelKind, WebhookEvent, WebhookEventStatus
 from conversations.models import Contact, Conversation, Message
 from tests.channels import fixture, fixture_bytes
 from tests.channels.webhook_helpers import (
-    APP_SECRET,
     PAGE,
     PNID,
     VERIFY_TOKEN,
     last_event,
     make_account,
-    meta_accounts,
     post_bytes,
     post_fixture,
     post_json,
@@ -25,19 +23,7 @@ from tests.channels.webhook_helpers import (
     url,
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _meta(settings):
-    settings.META_APP_SECRET = APP_SECRET
-    settings.META_VERIFY_TOKEN = VERIFY_TOKEN
-    settings.META_APP_ID = ""
-
-
-@pytest.fixture
-def accounts(alice):
-    return meta_accounts(alice.business)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("meta_app")]
 
 
 def handshake(path: str, **params: str):
