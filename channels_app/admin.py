@@ -7,9 +7,12 @@ import json
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.urls import reverse
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
 from businesses.models import MANAGE_ROLES
-from channels_app.models import ChannelAccount, WebhookEvent
+from channels_app.models import ChannelAccount, WebhookEvent, WebhookEventPart
 from channels_app.services import (
     EXTERNAL_ID_RE,
     channel_account_create,
@@ -171,18 +174,61 @@ class ChannelAccountAdmin(TenantAdmin):
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(LargeTableMixin, TenantAdmin):
-    """Written by the webhook views; `manage.py replay_webhooks` reprocesses failures."""
+    """Raw bodies, for the platform operator only: one POST may carry several businesses' customers.
 
+    Written by the webhook views; `manage.py replay_webhooks` reprocesses failures.
+    """
+
+    platform_only = True
     view_only = True
-    list_display = (
-        "created_at",
+    list_display = ("created_at", "channel", "status", "attempts", "processed_at")
+    list_filter = ("status", "channel", ("created_at", admin.DateFieldListFilter))
+    ordering = ("-created_at",)
+    fields = (
         "channel",
-        "business",
-        "channel_account",
+        "received_for",
         "status",
         "attempts",
+        "error",
         "processed_at",
+        "created_at",
+        "parts_display",
+        "body_display",
     )
+
+    @admin.display(description="body")
+    def body_display(self, obj):
+        try:
+            return pretty_json(json.loads(obj.body))
+        except ValueError:
+            return pretty_json(obj.body)
+
+    @admin.display(description="per business")
+    def parts_display(self, obj):
+        parts = obj.parts.select_related("business").order_by("business__name")
+        return (
+            format_html_join(
+                mark_safe("<br>"),
+                '<a href="{}">{}</a>: {}',
+                (
+                    (
+                        reverse("admin:channels_app_webhookeventpart_change", args=[part.pk]),
+                        part.business,
+                        part.status,
+                    )
+                    for part in parts
+                ),
+            )
+            or "-"
+        )
+
+
+@admin.register(WebhookEventPart)
+class WebhookEventPartAdmin(LargeTableMixin, TenantAdmin):
+    """A business's own items of a webhook event; the raw body stays with the platform."""
+
+    view_only = True
+    list_display = ("created_at", "channel", "business", "channel_account", "status")
     list_filter = (
         "status",
         "channel",
@@ -196,16 +242,15 @@ class WebhookEventAdmin(LargeTableMixin, TenantAdmin):
         "business",
         "channel_account",
         "status",
-        "attempts",
         "error",
-        "processed_at",
         "created_at",
-        "body_display",
+        "updated_at",
+        "items_display",
     )
 
-    @admin.display(description="body")
-    def body_display(self, obj):
+    @admin.display(description="items")
+    def items_display(self, obj):
         try:
-            return pretty_json(json.loads(obj.body))
+            return pretty_json(json.loads(obj.items))
         except ValueError:
-            return pretty_json(obj.body)
+            return pretty_json(obj.items)

@@ -71,28 +71,17 @@ class WebhookEventStatus(models.TextChoices):
 
 
 class WebhookEvent(BaseModel):
-    """The raw body of a signed webhook POST, stored with its effects.
+    """The raw body of a signed webhook POST: a platform record, never a tenant's.
 
-    A payload our parser cannot handle stays here as `failed` with the error
-    and can be reprocessed with `manage.py replay_webhooks` after a fix.
-    `business` is null while the event is unrouted.
+    Meta batches entries for several pages or numbers in one POST, so one body
+    may carry several businesses' customers. Only superusers (the platform
+    operator) see it; each business sees its own items through the event's
+    `WebhookEventPart` rows. A payload our parser cannot handle stays here as
+    `failed` with the error and can be reprocessed with
+    `manage.py replay_webhooks` after a fix.
     """
 
     channel = models.CharField(max_length=16, choices=ChannelKind.choices)
-    business = models.ForeignKey(
-        "businesses.Business",
-        null=True,
-        blank=True,
-        on_delete=models.CASCADE,
-        related_name="webhook_events",
-    )
-    channel_account = models.ForeignKey(
-        ChannelAccount,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="webhook_events",
-    )
     # Set when the POST came to the account's own URL (/webhooks/<channel>/<id>/),
     # signed with its own secret: replay then applies only that account's items.
     received_for = models.ForeignKey(
@@ -108,6 +97,7 @@ class WebhookEvent(BaseModel):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = "raw webhook event"
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=WebhookEventStatus.values), name="webhook_status_valid"
@@ -120,9 +110,57 @@ class WebhookEvent(BaseModel):
                 condition=~Q(status="processed"),
                 name="webhook_pending_idx",
             ),
-            # admin list per business, newest first.
-            models.Index(fields=["business", "-created_at"], name="webhook_business_created"),
         ]
 
     def __str__(self) -> str:
         return f"{self.channel} webhook {self.id} ({self.status})"
+
+
+class WebhookEventPartStatus(models.TextChoices):
+    PROCESSED = "processed", "Processed"
+    FAILED = "failed", "Failed"
+
+
+class WebhookEventPart(BaseModel):
+    """What one business may see of a webhook event: its own items, nothing else.
+
+    Written when the event is applied (and rewritten on replay). `items` holds
+    the raw JSON objects of the messages, receipts and errors that routed to
+    this business's accounts; `error` holds only the notes about them.
+    """
+
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="parts")
+    business = models.ForeignKey(
+        "businesses.Business", on_delete=models.CASCADE, related_name="webhook_event_parts"
+    )
+    channel = models.CharField(max_length=16, choices=ChannelKind.choices)
+    channel_account = models.ForeignKey(
+        ChannelAccount,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="webhook_event_parts",
+        help_text="The first of the business's accounts the event's items were addressed to.",
+    )
+    items = models.TextField(default="{}", help_text="JSON: this business's raw items of the event.")
+    status = models.CharField(
+        max_length=16, choices=WebhookEventPartStatus.choices, default=WebhookEventPartStatus.PROCESSED
+    )
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "webhook event"
+        constraints = [
+            models.UniqueConstraint(fields=["event", "business"], name="webhook_part_unique_business"),
+            models.CheckConstraint(
+                condition=Q(status__in=WebhookEventPartStatus.values), name="webhook_part_status_valid"
+            ),
+        ]
+        indexes = [
+            # admin list per business, newest first.
+            models.Index(fields=["business", "-created_at"], name="webhook_part_business_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} webhook {self.event_id} ({self.status})"

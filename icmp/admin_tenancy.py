@@ -128,7 +128,8 @@ class TenantAdminMixin:
     `write_roles` may add, change and delete; `add_roles` (default: the same)
     may add. `platform_rows` shows rows with no business (platform defaults)
     to every member, read-only. `view_only` models are written by the system:
-    nobody adds or changes them, superusers may delete.
+    nobody adds or changes them, superusers may delete. `platform_only` models
+    belong to no tenant (raw webhook bodies): only superusers see them.
     """
 
     tenant_field = "business"
@@ -136,6 +137,7 @@ class TenantAdminMixin:
     add_roles: frozenset[str] | None = None
     platform_rows = False
     view_only = False
+    platform_only = False
     # Fields fixed once the row exists (shown, validated, never changed).
     locked_on_change: tuple[str, ...] = ()
     form = TenantModelForm
@@ -143,6 +145,8 @@ class TenantAdminMixin:
     # -- who may do what ------------------------------------------------------
 
     def tenant_id_of(self, obj: Model) -> Any:
+        if self.platform_only:
+            return None
         return obj.pk if self.tenant_field == "pk" else getattr(obj, f"{self.tenant_field}_id")
 
     def role_on(self, request: HttpRequest, obj: Model) -> str | None:
@@ -152,17 +156,21 @@ class TenantAdminMixin:
     def may_write(self, request: HttpRequest, obj: Model | None = None, roles=None) -> bool:
         if is_superuser(request):
             return True
+        if self.platform_only:
+            return False
         roles = self.write_roles if roles is None else roles
         if obj is None:
             return any(role in roles for role in member_roles(request).values())
         return self.role_on(request, obj) in roles
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return is_superuser(request) or bool(member_roles(request))
+        return is_superuser(request) or (not self.platform_only and bool(member_roles(request)))
 
     def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         if is_superuser(request):
             return True
+        if self.platform_only:
+            return False
         roles = member_roles(request)
         if not roles:
             return False
@@ -190,6 +198,8 @@ class TenantAdminMixin:
         queryset = super().get_queryset(request)
         if is_superuser(request):
             return queryset
+        if self.platform_only:
+            return queryset.none()
         condition = Q(**{f"{self.tenant_field}__in": list(member_roles(request))})
         if self.platform_rows:
             condition |= Q(**{f"{self.tenant_field}__isnull": True})

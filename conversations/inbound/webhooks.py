@@ -1,4 +1,9 @@
-"""Webhook events: stored with their effects in one transaction, replayable."""
+"""Webhook events: stored with their effects in one transaction, replayable.
+
+The raw event is a platform record. Its items are split by the business their
+account belongs to: each business's items are applied in their own savepoint
+and recorded in a `WebhookEventPart`, the only view of the event a tenant gets.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,14 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from channels_app.adapters import get_adapter
-from channels_app.models import ChannelAccount, WebhookEvent, WebhookEventStatus
+from channels_app.adapters.base import ChannelError, InboundMessage, StatusUpdate
+from channels_app.models import (
+    ChannelAccount,
+    WebhookEvent,
+    WebhookEventPart,
+    WebhookEventPartStatus,
+    WebhookEventStatus,
+)
 from conversations import turns
 from conversations.inbound.receipts import status_update_apply
 from conversations.inbound.storing import (
@@ -31,20 +43,58 @@ from conversations.models import (
 logger = logging.getLogger(__name__)
 
 
+def _summary(notes: list[str]) -> str:
+    if not notes:
+        return ""
+    shown = notes[:NOTES_SHOWN]
+    more = len(notes) - len(shown)
+    return _clean_str("\n".join(shown) + (f"\n… and {more} more" if more > 0 else ""))[:ERROR_MAX]
+
+
+@dataclass
+class _Part:
+    """One business's items of an event and what applying them did; never another's."""
+
+    account: ChannelAccount  # the first of the business's accounts the items were addressed to
+    accounts: dict[str, ChannelAccount] = field(default_factory=dict)  # by routing id
+    messages: list[InboundMessage] = field(default_factory=list)
+    statuses: list[StatusUpdate] = field(default_factory=list)
+    errors: list[ChannelError] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    failure: str = ""
+    to_process: dict[uuid.UUID, None] = field(default_factory=dict)
+
+    def items_json(self) -> str:
+        items = {
+            "messages": [item.raw for item in self.messages],
+            "statuses": [item.raw for item in self.statuses],
+            "errors": [item.raw for item in self.errors],
+        }
+        # ASCII escapes: lone surrogates and NULs stay storable as text.
+        return json.dumps({key: value for key, value in items.items() if value}, default=str)
+
+
 @dataclass
 class _Applied:
     routed: int = 0
     unrouted: int = 0
-    first_account: ChannelAccount | None = None
+    # Platform notes (problems, unrouted items): only on the platform-level event.
     notes: list[str] = field(default_factory=list)
-    to_process: dict[uuid.UUID, None] = field(default_factory=dict)
+    parts: dict[uuid.UUID, _Part] = field(default_factory=dict)
+
+    def part_for(self, account: ChannelAccount) -> _Part:
+        part = self.parts.get(account.business_id)
+        if part is None:
+            part = self.parts[account.business_id] = _Part(account=account)
+        part.accounts[account.external_id] = account
+        return part
+
+    @property
+    def failures(self) -> list[str]:
+        return [part.failure for part in self.parts.values() if part.failure]
 
     def summary(self) -> str:
-        if not self.notes:
-            return ""
-        shown = self.notes[:NOTES_SHOWN]
-        more = len(self.notes) - len(shown)
-        return _clean_str("\n".join(shown) + (f"\n… and {more} more" if more > 0 else ""))[:ERROR_MAX]
+        return _summary([*self.failures, *self.notes, *(n for p in self.parts.values() for n in p.notes)])
 
 
 class _Router:
@@ -59,7 +109,7 @@ class _Router:
         ).select_related("business")
         self.accounts = {account.external_id: account for account in accounts}
 
-    def route(self, applied: _Applied, routing_id: str, what: str) -> ChannelAccount | None:
+    def route(self, applied: _Applied, routing_id: str, what: str) -> _Part | None:
         if self.scope is not None and routing_id != self.scope.external_id:
             # A per-account secret must not let anyone write into another account.
             applied.notes.append(f"{what}: ignored, addressed to another account ({routing_id!r})")
@@ -72,55 +122,95 @@ class _Router:
             logger.warning("webhook item routes to no active account", extra={"routing_id": routing_id})
             return None
         applied.routed += 1
-        if applied.first_account is None:
-            applied.first_account = account
-        return account
+        return applied.part_for(account)
 
 
-def _apply(*, channel: str, payload: Any, scope: ChannelAccount | None) -> _Applied:
+def _route(*, channel: str, payload: Any, scope: ChannelAccount | None) -> _Applied:
+    """Split the batch by business: each part holds only items addressed to that business's accounts."""
     batch = get_adapter(channel).parse(payload)
     applied = _Applied(notes=[f"problem: {problem}" for problem in batch.problems])
     routing_ids = {
         item.routing_id for item in (*batch.messages, *batch.statuses, *batch.errors) if item.routing_id
     }
     router = _Router(channel=channel, routing_ids=routing_ids, scope=scope)
-
     for item in batch.messages:
-        account = router.route(applied, item.routing_id, f"message {item.external_id[:80]!r}")
-        if account is None:
-            continue
+        part = router.route(applied, item.routing_id, f"message {item.external_id[:80]!r}")
+        if part is not None:
+            part.messages.append(item)
+    for update in batch.statuses:
+        part = router.route(applied, update.routing_id, f"status {update.external_id or 'watermark'!r}")
+        if part is not None:
+            part.statuses.append(update)
+    for error in batch.errors:
+        part = router.route(applied, error.routing_id, f"error {error.code}")
+        if part is not None:
+            part.errors.append(error)
+    return applied
+
+
+def _part_apply(part: _Part) -> None:
+    """Store one business's items. Raises on a bug; the caller's savepoint undoes its writes."""
+    for item in part.messages:
+        account = part.accounts[item.routing_id]
         stored = inbound_item_apply(account=account, item=item)
         if stored.outcome in (Outcome.INVALID, Outcome.UNKNOWN):
-            applied.notes.append(f"message {item.external_id[:80]!r}: {stored.outcome}")
+            part.notes.append(f"message {item.external_id[:80]!r}: {stored.outcome}")
         elif stored.outcome == Outcome.STORED and stored.message.status == MessageStatus.RECEIVED:
-            applied.to_process[stored.message.conversation_id] = None
-
-    for update in batch.statuses:
-        account = router.route(applied, update.routing_id, f"status {update.external_id or 'watermark'!r}")
-        if account is None or status_update_apply(account=account, update=update) is not None:
+            part.to_process[stored.message.conversation_id] = None
+    for update in part.statuses:
+        account = part.accounts[update.routing_id]
+        if status_update_apply(account=account, update=update) is not None:
             continue
         if update.external_id:  # a watermark that covers none of our messages is normal
-            applied.notes.append(f"status {update.status} for an unknown message {update.external_id!r}")
+            part.notes.append(f"status {update.status} for an unknown message {update.external_id!r}")
             logger.info(
                 "receipt for an unknown message ignored",
                 extra={"channel_account_id": str(account.pk), "external_id": update.external_id},
             )
+    for error in part.errors:
+        part.notes.append(f"channel error {error.code}: {error.title or error.message} {error.details}")
+        logger.warning(
+            "channel reported an error",
+            extra={"channel_account_id": str(part.account.pk), "code": error.code, "title": error.title},
+        )
 
-    for error in batch.errors:
-        account = router.route(applied, error.routing_id, f"error {error.code}")
-        if account is not None:
-            applied.notes.append(
-                f"channel error {error.code}: {error.title or error.message} {error.details}"
-            )
-            logger.warning(
-                "channel reported an error",
-                extra={"channel_account_id": str(account.pk), "code": error.code, "title": error.title},
-            )
 
+def _apply(*, channel: str, payload: Any, scope: ChannelAccount | None) -> _Applied:
+    applied = _route(channel=channel, payload=payload, scope=scope)
+    for business_id, part in applied.parts.items():
+        try:
+            # One savepoint per business: one tenant's broken item never costs another's.
+            with transaction.atomic():
+                _part_apply(part)
+        except Exception as exc:
+            logger.exception(
+                "webhook items could not be applied",
+                extra={"business_id": str(business_id), "channel": channel},
+            )
+            part.failure = _clean_str(f"{type(exc).__name__}: {exc}")[:ERROR_MAX]
+            # What the rolled-back work noted or queued did not happen.
+            part.notes.clear()
+            part.to_process.clear()
     # One processing run per conversation, however many of its messages the batch carried.
-    for conversation_id in applied.to_process:
-        turns.conversation_process_enqueue(conversation_id=conversation_id)
+    for part in applied.parts.values():
+        for conversation_id in part.to_process:
+            turns.conversation_process_enqueue(conversation_id=conversation_id)
     return applied
+
+
+def _parts_save(event: WebhookEvent, applied: _Applied) -> None:
+    for business_id, part in applied.parts.items():
+        WebhookEventPart.objects.update_or_create(
+            event=event,
+            business_id=business_id,
+            defaults={
+                "channel": event.channel,
+                "channel_account": part.account,
+                "items": part.items_json(),
+                "status": WebhookEventPartStatus.FAILED if part.failure else WebhookEventPartStatus.PROCESSED,
+                "error": _summary([part.failure] if part.failure else part.notes),
+            },
+        )
 
 
 def parse_json(text: str) -> Any:
@@ -139,6 +229,7 @@ def _event_apply(event: WebhookEvent, *, payload: Any, scope: ChannelAccount | N
             if payload is None:
                 payload = parse_json(event.body)
             applied = _apply(channel=event.channel, payload=payload, scope=scope)
+            _parts_save(event, applied)
     except Exception as exc:
         logger.exception(
             "webhook event could not be applied",
@@ -148,28 +239,18 @@ def _event_apply(event: WebhookEvent, *, payload: Any, scope: ChannelAccount | N
         event.error = _clean_str(f"{type(exc).__name__}: {exc}")[:ERROR_MAX]
         event.processed_at = None
     else:
-        if applied.routed or not applied.unrouted:
+        if applied.failures:
+            event.status = WebhookEventStatus.FAILED
+            event.processed_at = None
+        elif applied.routed or not applied.unrouted:
             event.status = WebhookEventStatus.PROCESSED
             event.processed_at = timezone.now()
         else:
             event.status = WebhookEventStatus.UNROUTED
             event.processed_at = None
-        if applied.first_account is not None and event.channel_account_id is None:
-            event.channel_account = applied.first_account
-            event.business_id = applied.first_account.business_id
         event.error = applied.summary()
     event.attempts += 1
-    event.save(
-        update_fields=[
-            "status",
-            "error",
-            "processed_at",
-            "attempts",
-            "business",
-            "channel_account",
-            "updated_at",
-        ]
-    )
+    event.save(update_fields=["status", "error", "processed_at", "attempts", "updated_at"])
     logger.info(
         "webhook event applied",
         extra={"webhook_event_id": str(event.pk), "channel": event.channel, "status": event.status},
@@ -186,13 +267,7 @@ def webhook_receive(
     applied, whatever else the body carries.
     """
     with transaction.atomic():
-        event = WebhookEvent.objects.create(
-            channel=channel,
-            body=body,
-            business_id=account.business_id if account else None,
-            channel_account=account,
-            received_for=account,
-        )
+        event = WebhookEvent.objects.create(channel=channel, body=body, received_for=account)
         return _event_apply(event, payload=payload, scope=account)
 
 

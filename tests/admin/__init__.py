@@ -9,7 +9,7 @@ from django.forms import PasswordInput
 from django.urls import reverse
 
 from businesses.models import Agent, AIControlSettings, APIKey, Business
-from channels_app.models import ChannelAccount, WebhookEvent
+from channels_app.models import ChannelAccount, WebhookEvent, WebhookEventPart
 from conversations.models import Contact, Conversation, LLMCall, Message
 from stages.models import Stage
 from templates_app.models import PromptTemplate
@@ -22,24 +22,23 @@ TENANT_MODELS: list[type[Model]] = [
     Stage,
     PromptTemplate,
     ChannelAccount,
-    WebhookEvent,
+    WebhookEventPart,
     Contact,
     Conversation,
     Message,
     LLMCall,
 ]
-LARGE_TABLES: list[type[Model]] = [Message, LLMCall, WebhookEvent, Conversation, Contact]
+LARGE_TABLES: list[type[Model]] = [Message, LLMCall, WebhookEvent, WebhookEventPart, Conversation, Contact]
 
 
 def objects_of(tenant) -> dict[type[Model], Model]:
     """One row of each registered model belonging to `tenant` (a conftest Tenant)."""
     business = tenant.business
     event = WebhookEvent.objects.create(
-        channel="whatsapp",
-        business=business,
-        channel_account=tenant.channel,
-        body='{"object": "whatsapp_business_account"}',
-        status="processed",
+        channel="whatsapp", body='{"object": "whatsapp_business_account"}', status="processed"
+    )
+    part = WebhookEventPart.objects.create(
+        event=event, business=business, channel="whatsapp", channel_account=tenant.channel
     )
     return {
         Business: business,
@@ -49,7 +48,7 @@ def objects_of(tenant) -> dict[type[Model], Model]:
         Stage: tenant.stage,
         PromptTemplate: tenant.template,
         ChannelAccount: tenant.channel,
-        WebhookEvent: event,
+        WebhookEventPart: part,
         Contact: tenant.contact,
         Conversation: tenant.conversation,
         Message: tenant.messages[0],

@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 from businesses.models import Business
 from businesses.services import api_key_authenticate
+from channels_app.models import WebhookEvent
 from conversations.models import Author, Direction, Message, MessageStatus
 from icmp.admin_paginator import BoundedCountPaginator
 from icmp.admin_tenancy import TenantAdminMixin, TenantInlineMixin, TenantRelatedFilter
@@ -161,7 +162,8 @@ def test_changelists_of_big_tables_never_count_the_whole_table(alice, bob, super
     client = login(superuser)
     table = model._meta.db_table
 
-    for user in (superuser, alice.owner):
+    # Raw webhook bodies are the platform's: only superusers list them.
+    for user in (superuser,) if model is WebhookEvent else (superuser, alice.owner):
         client = login(user)
         with CaptureQueriesContext(connection) as ctx:
             response = client.get(admin_url(model, "changelist"))

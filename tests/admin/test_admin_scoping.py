@@ -10,7 +10,7 @@ from django.test import Client
 
 from businesses.models import Agent, APIKey, Business, Membership, Role
 from businesses.services import api_key_authenticate, membership_add
-from channels_app.models import ChannelAccount, WebhookEvent
+from channels_app.models import ChannelAccount, WebhookEvent, WebhookEventPart
 from conversations.models import (
     AIMode,
     Author,
@@ -53,6 +53,11 @@ def platform_template(db):
 @pytest.fixture
 def superuser(db):
     return get_user_model().objects.create_superuser("root@example.com", "root@example.com", "pw-root")
+
+
+@pytest.fixture
+def alice_owner_client(alice):
+    return login(alice.owner)
 
 
 # -- lists and object pages ------------------------------------------------------
@@ -620,7 +625,7 @@ def test_pause_and_resume_actions_touch_only_writable_conversations(alice, bob, 
 def test_records_of_the_system_are_read_only_even_for_superusers(world, superuser):
     client = login(superuser)
 
-    for model in (Message, WebhookEvent):
+    for model in (Message, WebhookEventPart):
         obj = world["alice"][model]
         assert client.get(admin_url(model, "add")).status_code == 403
         page = client.get(admin_url(obj, "change"))
@@ -632,11 +637,16 @@ def test_records_of_the_system_are_read_only_even_for_superusers(world, superuse
         )
 
 
-def test_unrouted_webhook_events_are_for_superusers_only(alice, alice_editor, superuser):
-    event = WebhookEvent.objects.create(channel="whatsapp", body="{}", status="unrouted")
-
-    assert login(alice_editor).get(admin_url(event, "change")).status_code == 404
-    assert login(superuser).get(admin_url(event, "change")).status_code == 200
+def test_raw_webhook_events_are_for_superusers_only(world, alice, alice_owner_client, superuser):
+    for event in (
+        WebhookEvent.objects.create(channel="whatsapp", body="{}", status="unrouted"),
+        world["alice"][WebhookEventPart].event,  # even one whose items are all Alice's
+    ):
+        for view in ("change", "history", "delete"):
+            assert alice_owner_client.get(admin_url(event, view)).status_code == 403, view
+        assert login(superuser).get(admin_url(event, "change")).status_code == 200
+        assert not login(superuser).get(admin_url(event, "change")).context["has_change_permission"]
+    assert alice_owner_client.get(admin_url(WebhookEvent, "changelist")).status_code == 403
 
 
 def test_the_default_agent_cannot_be_deleted(alice):

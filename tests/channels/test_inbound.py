@@ -856,7 +856,7 @@ def test_a_bug_while_storing_keeps_the_event_failed_with_no_partial_writes_and_r
     assert event.status == WebhookEventStatus.PROCESSED
     assert event.attempts == 2
     assert "wamid.OUT10" in event.error  # receipts for messages we never sent: noted
-    assert event.business == alice.business
+    assert [part.business for part in event.parts.all()] == [alice.business]
     assert Message.objects.filter(external_id__startswith="wamid.BATCH").count() == 4
     assert len(enqueued) == 3
 
@@ -879,7 +879,8 @@ def test_replaying_an_unrouted_event_after_connecting_the_account_stores_it(
 
     assert "Replayed 1 webhook event(s): processed 1." in capsys.readouterr().out
     event.refresh_from_db()
-    assert (event.status, event.business, event.channel_account) == ("processed", alice.business, account)
+    part = event.parts.get()
+    assert (event.status, part.business, part.channel_account) == ("processed", alice.business, account)
     assert stored(account, "m_AbC1dEf2GhI3jKl4MnO5pQ").status == MessageStatus.RECEIVED
     assert len(enqueued) == 1
 

@@ -223,7 +223,7 @@ def test_an_unknown_account_is_200_and_the_event_is_kept_unrouted(db):
     assert response.status_code == 200
     event = last_event()
     assert event.status == WebhookEventStatus.UNROUTED
-    assert (event.business, event.channel_account) == (None, None)
+    assert not event.parts.exists()  # no business sees an unrouted body
     assert event.body == fixture_bytes("whatsapp", "text").decode()
     assert PNID in event.error
     assert not Message.objects.filter(external_id__startswith="wamid.HBg").exists()
@@ -238,13 +238,14 @@ def test_an_inactive_account_is_treated_as_unknown(alice):
     assert not Message.objects.filter(external_id="m_AbC1dEf2GhI3jKl4MnO5pQ").exists()
 
 
-def test_a_routed_event_names_its_business_and_account(alice, accounts):
+def test_a_routed_event_gives_its_business_a_part_naming_the_account(alice, accounts):
     post_fixture("instagram", "text")
 
     event = last_event()
     assert event.status == WebhookEventStatus.PROCESSED
     assert event.processed_at is not None
-    assert (event.business, event.channel_account) == (alice.business, accounts["instagram"])
+    part = event.parts.get()
+    assert (part.business, part.channel_account) == (alice.business, accounts["instagram"])
     assert event.attempts == 1
 
 
@@ -268,7 +269,8 @@ def test_the_per_account_url_verifies_with_the_accounts_own_secret(alice):
 
     assert response.status_code == 200
     event = last_event()
-    assert (event.status, event.channel_account) == (WebhookEventStatus.PROCESSED, account)
+    assert (event.status, event.received_for) == (WebhookEventStatus.PROCESSED, account)
+    assert event.parts.get().channel_account == account
     assert Message.objects.filter(channel_account=account, external_id__startswith="wamid.HBg").count() == 1
 
 
@@ -326,7 +328,7 @@ def test_an_inactive_account_on_its_own_url_keeps_the_event_unrouted(alice):
 
     event = last_event()
     assert event.status == WebhookEventStatus.UNROUTED
-    assert event.channel_account == account
+    assert event.received_for == account
     assert not Message.objects.filter(channel_account=account).exists()
 
 
