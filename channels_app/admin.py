@@ -6,17 +6,22 @@ import json
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
 from businesses.models import MANAGE_ROLES
+from channels_app.adapters.ownership import OwnershipProof
 from channels_app.models import ChannelAccount, WebhookEvent, WebhookEventPart
 from channels_app.services import (
     EXTERNAL_ID_RE,
+    META_KINDS,
     channel_account_create,
     channel_account_delete,
+    channel_account_ownership_prove,
     channel_account_update,
 )
 from icmp.admin_tenancy import (
@@ -29,6 +34,7 @@ from icmp.admin_tenancy import (
     member_roles,
     pretty_json,
 )
+from icmp.errors import ApplicationError
 
 SECRETS = ChannelAccount.SECRET_FIELDS
 
@@ -42,7 +48,18 @@ class SecretField(forms.CharField):
         return bool(data) and data != initial
 
 
+_OWNERSHIP_ATTR = "_icmp_ownership"
+
+
 class ChannelAccountForm(TenantModelForm):
+    # What Meta said about the posted token, asked before the admin's transaction opened.
+    ownership: OwnershipProof | ApplicationError | None = None
+
+    operator_approved = forms.BooleanField(
+        required=False,
+        label="Approve without Meta's check",
+        help_text="Platform operator only: connect this id without proving that the token controls it.",
+    )
     clear_secrets = forms.MultipleChoiceField(
         choices=[(name, name.replace("_", " ")) for name in SECRETS],
         required=False,
@@ -71,6 +88,8 @@ class ChannelAccountForm(TenantModelForm):
                 cleaned[name] = ""
             elif not cleaned.get(name):
                 cleaned[name] = getattr(self.instance, name, "") or ""
+        if isinstance(self.ownership, ApplicationError) and not cleaned.get("operator_approved"):
+            self.add_error("access_token" if "access_token" in self.fields else None, self.ownership.message)
         return cleaned
 
 
@@ -86,7 +105,16 @@ class ChannelAccountAdmin(TenantAdmin):
     # Never the secrets: a search box over them would be an oracle.
     search_fields = ("name", "=external_id")
     list_select_related = ("business", "agent")
-    readonly_fields = ("secrets_status", "needs_reauth", "id", "created_at", "updated_at")
+    readonly_fields = (
+        "secrets_status",
+        "needs_reauth",
+        "ownership_check",
+        "ownership_checked_at",
+        "ownership_label",
+        "id",
+        "created_at",
+        "updated_at",
+    )
 
     def can_manage_secrets(self, request, obj=None) -> bool:
         if is_superuser(request):
@@ -105,6 +133,10 @@ class ChannelAccountAdmin(TenantAdmin):
             fieldsets.append(("Secrets (write-only)", {"fields": [*secret_fields, "secrets_status"]}))
         else:
             fieldsets.append(("Secrets", {"fields": ("secrets_status",)}))
+        ownership = ["ownership_check", "ownership_checked_at", "ownership_label"]
+        if is_superuser(request):
+            ownership.insert(0, "operator_approved")
+        fieldsets.append(("Ownership", {"fields": ownership}))
         fieldsets.append(("State", {"fields": ("needs_reauth", "id", "created_at", "updated_at")}))
         return fieldsets
 
@@ -113,7 +145,41 @@ class ChannelAccountAdmin(TenantAdmin):
         if obj is None or not self.can_manage_secrets(request, obj):
             # A declared field is in every form class; drop it where it must not be used.
             form.base_fields.pop("clear_secrets", None)
+        if not is_superuser(request):
+            form.base_fields.pop("operator_approved", None)
+        form.ownership = getattr(request, _OWNERSHIP_ATTR, None)
         return form
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method == "POST":
+            # Meta is asked here, before Django's admin opens its transaction: no wait holds one.
+            setattr(request, _OWNERSHIP_ATTR, self._ownership_from_post(request, object_id))
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _ownership_from_post(
+        self, request: HttpRequest, object_id
+    ) -> OwnershipProof | ApplicationError | None:
+        """Prove the posted id and token when the save would need it; None when it would not."""
+        obj = self.get_queryset(request).filter(pk=unquote(object_id)).first() if object_id else None
+        if object_id and (obj is None or not self.has_change_permission(request, obj)):
+            return None  # the normal view answers 404 or 403
+        kind = obj.kind if obj is not None else request.POST.get("kind", "")
+        if kind not in META_KINDS or (is_superuser(request) and request.POST.get("operator_approved")):
+            return None
+        external_id = request.POST.get("external_id", "").strip() or (obj.external_id if obj else "")
+        if not EXTERNAL_ID_RE.match(external_id):
+            return None  # the form says what is wrong with the id
+        # Only those who may set secrets post a token; anyone else's is ignored, as the form ignores it.
+        token = request.POST.get("access_token", "").strip() if self.can_manage_secrets(request, obj) else ""
+        if obj is not None:
+            if not token and "access_token" not in request.POST.getlist("clear_secrets"):
+                token = obj.access_token
+            if external_id == obj.external_id and token in ("", obj.access_token):
+                return None  # neither a new id nor a new token: nothing to prove
+        try:
+            return channel_account_ownership_prove(kind=kind, external_id=external_id, access_token=token)
+        except ApplicationError as exc:
+            return exc
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if db_field.name in SECRETS:
@@ -137,6 +203,10 @@ class ChannelAccountAdmin(TenantAdmin):
     def save_model(self, request, obj, form, change):
         self.check_writable(request, obj)
         cleaned = form.cleaned_data
+        ownership = {
+            "proof": form.ownership if isinstance(form.ownership, OwnershipProof) else None,
+            "operator_approved": is_superuser(request) and bool(cleaned.get("operator_approved")),
+        }
         if not change:
             saved = channel_account_create(
                 business=obj.business,
@@ -146,6 +216,7 @@ class ChannelAccountAdmin(TenantAdmin):
                 is_active=obj.is_active,
                 agent=obj.agent,
                 **{name: cleaned.get(name) or "" for name in SECRETS if name in form.fields},
+                **ownership,
             )
             copy_saved(obj, saved)
             return
@@ -153,7 +224,9 @@ class ChannelAccountAdmin(TenantAdmin):
         data = {name: cleaned[name] for name in fields if name in form.changed_data}
         for name in cleaned.get("clear_secrets") or ():
             data[name] = ""
-        saved = channel_account_update(channel_account=ChannelAccount.objects.get(pk=obj.pk), data=data)
+        saved = channel_account_update(
+            channel_account=ChannelAccount.objects.get(pk=obj.pk), data=data, **ownership
+        )
         copy_saved(obj, saved)
 
     def get_deleted_objects(self, objs, request):

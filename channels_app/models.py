@@ -15,6 +15,12 @@ class ChannelKind(models.TextChoices):
     API = "api", "API"
 
 
+class OwnershipCheck(models.TextChoices):
+    GRAPH = "graph", "Proven with Meta"
+    OPERATOR = "operator", "Approved by the platform operator"
+    LEGACY = "legacy", "Connected before ownership checks"
+
+
 class ChannelAccount(BaseModel):
     """A WhatsApp number, Facebook Page, Instagram account or the generic API channel.
 
@@ -44,6 +50,14 @@ class ChannelAccount(BaseModel):
         on_delete=models.SET_NULL,
         related_name="channel_accounts",
         help_text="Agent for new conversations here; empty uses the business default.",
+    )
+
+    # Webhooks route by external_id alone: a Meta account holds its id only once
+    # its token proved control of it (channels_app.adapters.ownership).
+    ownership_check = models.CharField(max_length=16, choices=OwnershipCheck.choices, blank=True)
+    ownership_checked_at = models.DateTimeField(null=True, blank=True)
+    ownership_label = models.CharField(
+        max_length=255, blank=True, help_text="What Meta calls the account (name or number)."
     )
 
     SECRET_FIELDS = ("access_token", "app_secret", "verify_token")

@@ -69,10 +69,21 @@ class ChannelAccountSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             "has_access_token",
             "has_app_secret",
             "has_verify_token",
+            "ownership_check",
+            "ownership_checked_at",
+            "ownership_label",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["id", "needs_reauth", "created_at", "updated_at"]
+        read_only_fields = [
+            "id",
+            "needs_reauth",
+            "ownership_check",
+            "ownership_checked_at",
+            "ownership_label",
+            "created_at",
+            "updated_at",
+        ]
         # (kind, external_id) uniqueness is the service's job: it answers
         # "already connected" without saying which tenant holds the id.
         validators: list = []

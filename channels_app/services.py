@@ -1,7 +1,9 @@
 """Writes for channel accounts.
 
 Secrets (access token, app secret, verify token) are stored as given and never
-logged: log lines carry ids only.
+logged: log lines carry ids only. A Meta account holds its id only after its
+token proved control of it with one Graph call (`channel_account_ownership_prove`),
+made before any transaction opens; only the platform operator may skip it.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ import re
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from businesses.models import Agent, Business
-from channels_app.models import ChannelAccount, ChannelKind
+from channels_app.adapters import get_adapter
+from channels_app.adapters.ownership import OwnershipError, OwnershipProof, prove_ownership, token_digest
+from channels_app.models import ChannelAccount, ChannelKind, OwnershipCheck
 from channels_app.selectors import channel_account_external_id_taken
 from icmp.errors import ApplicationError
 from icmp.ids import uuid7
@@ -40,6 +45,44 @@ def _already_connected(kind: str) -> ApplicationError:
         code="already_connected",
         field="external_id",
     )
+
+
+META_KINDS = frozenset({ChannelKind.WHATSAPP, ChannelKind.MESSENGER, ChannelKind.INSTAGRAM})
+
+
+def channel_account_ownership_prove(*, kind: str, external_id: str, access_token: str) -> OwnershipProof:
+    """Ask Meta whether the token controls the id. Network: call it outside any transaction."""
+    try:
+        return prove_ownership(get_adapter(kind), external_id=external_id, access_token=access_token)
+    except OwnershipError as exc:
+        if exc.transient:
+            raise ApplicationError(
+                exc.message, code="ownership_check_unavailable", field="access_token", status_code=503
+            )
+        raise ApplicationError(exc.message, code="ownership_unproven", field="access_token")
+
+
+def _ownership(
+    channel_account: ChannelAccount, *, proof: OwnershipProof | None, operator_approved: bool
+) -> None:
+    """Prove (or take the operator's word) that the account's token controls its id, and record it."""
+    if operator_approved:
+        check, label = OwnershipCheck.OPERATOR, ""
+    else:
+        if (
+            proof is None
+            or proof.external_id != channel_account.external_id
+            or proof.token_sha256 != token_digest(channel_account.access_token)
+        ):
+            proof = channel_account_ownership_prove(
+                kind=channel_account.kind,
+                external_id=channel_account.external_id,
+                access_token=channel_account.access_token,
+            )
+        check, label = OwnershipCheck.GRAPH, proof.label
+    channel_account.ownership_check = check
+    channel_account.ownership_checked_at = timezone.now()
+    channel_account.ownership_label = label[:255]
 
 
 def _clean_external_id(*, kind: str, external_id: str | None) -> str:
@@ -99,7 +142,14 @@ def channel_account_create(
     app_secret: str = "",
     verify_token: str = "",
     agent: Agent | None = None,
+    proof: OwnershipProof | None = None,
+    operator_approved: bool = False,
 ) -> ChannelAccount:
+    """Connect an account. A Meta account needs a token that controls its id (or the operator's word).
+
+    Ownership comes before the "already connected" answer, so nobody learns
+    which ids are connected without a token for them.
+    """
     if kind not in ChannelKind.values:
         raise ApplicationError(
             f"Unknown channel kind {kind!r}; choose one of {', '.join(ChannelKind.values)}.",
@@ -108,8 +158,6 @@ def channel_account_create(
         )
     external_id = _clean_external_id(kind=kind, external_id=external_id)
     _check_agent(business=business, agent=agent)
-    if channel_account_external_id_taken(kind=kind, external_id=external_id):
-        raise _already_connected(kind)
     channel_account = ChannelAccount(
         business=business,
         kind=kind,
@@ -121,6 +169,10 @@ def channel_account_create(
         verify_token=verify_token or "",
         agent=agent,
     )
+    if kind in META_KINDS:
+        _ownership(channel_account, proof=proof, operator_approved=operator_approved)
+    if channel_account_external_id_taken(kind=kind, external_id=external_id):
+        raise _already_connected(kind)
     _save(channel_account)
     logger.info(
         "channel account created",
@@ -129,8 +181,17 @@ def channel_account_create(
     return channel_account
 
 
-def channel_account_update(*, channel_account: ChannelAccount, data: dict[str, Any]) -> ChannelAccount:
-    """Apply `data` (a subset of UPDATABLE_FIELDS, plus an unchanged `kind`)."""
+def channel_account_update(
+    *,
+    channel_account: ChannelAccount,
+    data: dict[str, Any],
+    proof: OwnershipProof | None = None,
+    operator_approved: bool = False,
+) -> ChannelAccount:
+    """Apply `data` (a subset of UPDATABLE_FIELDS, plus an unchanged `kind`).
+
+    A new id or a new token of a Meta account is proven again before anything is saved.
+    """
     if "kind" in data and data["kind"] != channel_account.kind:
         # Webhook routing, adapters and contacts' ids all depend on the kind.
         raise ApplicationError(
@@ -147,10 +208,6 @@ def channel_account_update(*, channel_account: ChannelAccount, data: dict[str, A
     if "external_id" in data:
         external_id = _clean_external_id(kind=channel_account.kind, external_id=data["external_id"])
         if external_id != channel_account.external_id:
-            if channel_account_external_id_taken(
-                kind=channel_account.kind, external_id=external_id, exclude_id=channel_account.pk
-            ):
-                raise _already_connected(channel_account.kind)
             channel_account.external_id = external_id
             changed.append("external_id")
     if "name" in data:
@@ -171,6 +228,15 @@ def channel_account_update(*, channel_account: ChannelAccount, data: dict[str, A
         # A fresh token is the fix for a rejected one (Graph error 190).
         channel_account.needs_reauth = False
         changed.append("needs_reauth")
+    new_id = "external_id" in changed
+    new_token = "access_token" in changed and bool(channel_account.access_token)
+    if channel_account.kind in META_KINDS and (new_id or new_token):
+        _ownership(channel_account, proof=proof, operator_approved=operator_approved)
+        changed += ["ownership_check", "ownership_checked_at", "ownership_label"]
+    if new_id and channel_account_external_id_taken(
+        kind=channel_account.kind, external_id=channel_account.external_id, exclude_id=channel_account.pk
+    ):
+        raise _already_connected(channel_account.kind)
     if changed:
         _save(channel_account, update_fields=[*changed, "updated_at"])
         logger.info(

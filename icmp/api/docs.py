@@ -15,6 +15,7 @@ _ERROR_TEXT = {
     413: "Request body larger than API_MAX_BODY_BYTES.",
     415: "The body is not `application/json`.",
     429: "Rate limited; the Retry-After header says when to retry.",
+    503: "A service this request needs did not answer (e.g. Meta, for the ownership check); retry later.",
 }
 READ_ERRORS = (401, 403, 429)
 WRITE_ERRORS = (400, 401, 403, 413, 415, 429)

@@ -382,7 +382,8 @@ def test_channel_secrets_never_appear_in_any_page(alice, superuser):
     )
 
 
-def test_an_owner_replaces_and_clears_secrets(alice):
+def test_an_owner_replaces_and_clears_secrets(alice, fake_graph):
+    fake_graph.owns("EAAG-new-token", "whatsapp", alice.channel.external_id)
     client = login(alice.owner)
     page = client.get(admin_url(alice.channel, "change"))
 

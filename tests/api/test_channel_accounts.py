@@ -37,6 +37,15 @@ def session_client(email: str, password: str) -> APIClient:
     return client
 
 
+@pytest.fixture(autouse=True)
+def meta(fake_graph, alice):
+    """Meta's view: TOKEN controls the numbers and the Page these tests connect (Alice's and Bob's too)."""
+    for external_id in ("3300112233", alice.channel.external_id, "2077104511"):
+        fake_graph.owns(TOKEN, "whatsapp", external_id)
+    fake_graph.owns(TOKEN, "messenger", alice.channel.external_id)
+    return fake_graph
+
+
 def whatsapp_body(**overrides) -> dict:
     return {
         "kind": "whatsapp",
@@ -262,7 +271,8 @@ def test_kind_cannot_change_after_creation(alice):
     assert alice.channel.kind == ChannelKind.WHATSAPP
 
 
-def test_changing_to_an_external_id_already_connected_is_refused(alice, bob):
+def test_changing_to_an_external_id_already_connected_is_refused(alice, bob, meta):
+    meta.owns(alice.channel.access_token, "whatsapp", bob.channel.external_id)  # both may act for it
     response = alice.client().patch(
         detail(alice.channel), {"external_id": bob.channel.external_id, "name": "Renamed"}, format="json"
     )

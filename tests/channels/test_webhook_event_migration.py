@@ -44,7 +44,10 @@ def test_old_events_owned_by_their_first_business_are_split_per_business(alice, 
         business_id=bob.business.pk, kind="messenger", external_id="222", name="Bob page"
     )
     Account.objects.create(business_id=alice.business.pk, kind="messenger", external_id="111", name="A")
-    body = {"object": "page", "entry": [_entry("222", "m_b", "Bob's text"), _entry("111", "m_a", "card 4242")]}
+    body = {
+        "object": "page",
+        "entry": [_entry("222", "m_b", "Bob's text"), _entry("111", "m_a", "card 4242")],
+    }
     event = Event.objects.create(
         channel="messenger",
         body=json.dumps(body),

@@ -42,6 +42,8 @@ class Scripted:
 class FakeGraphAPI:
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        # What GET /{version}/{node} answers for each access token: Meta's view of who may read what.
+        self.nodes: dict[str, dict[str, dict[str, Any]]] = {}
         self._script: deque[Scripted] = deque()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -105,6 +107,23 @@ class FakeGraphAPI:
         """The next request is answered only after `seconds` (to force a client timeout)."""
         self._push(Scripted(status=status, body=body, delay=seconds))
 
+    def grant(self, token: str, node: str, answer: dict[str, Any]) -> None:
+        """GET /{version}/{node} with `token` answers `answer`; other nodes answer error 100."""
+        self.nodes.setdefault(token, {})[node] = answer
+
+    def owns(self, token: str, kind: str, external_id: str, name: str = "Owned account") -> None:
+        """`token` controls `external_id`, the way each channel's ownership check asks Meta."""
+        if kind == "whatsapp":
+            self.grant(
+                token,
+                external_id,
+                {"id": external_id, "display_phone_number": "+1 555 0100", "verified_name": name},
+            )
+        elif kind == "messenger":
+            self.grant(token, "me", {"id": external_id, "name": name})
+        else:
+            self.grant(token, "me", {"id": "app-scoped-1", "user_id": external_id, "username": name})
+
     def _push(self, scripted: Scripted) -> None:
         with self._lock:
             self._script.append(scripted)
@@ -129,12 +148,35 @@ class FakeGraphAPI:
             self.requests.append(RecordedRequest(method=method, path=path, headers=headers, body=body))
             scripted = self._script.popleft() if self._script else Scripted()
             n = next(self._ids)
+        if scripted.body is None and method == "GET" and scripted.status < 300:
+            return self._node(path, headers)
         if scripted.body is None:
             answer = _meta_answer(body, n) if scripted.status < 300 else ""
             scripted = Scripted(
                 status=scripted.status, body=answer, delay=scripted.delay, headers=scripted.headers
             )
         return scripted
+
+    def _node(self, path: str, headers: dict[str, str]) -> Scripted:
+        token = headers.get("Authorization", "").removeprefix("Bearer ")
+        node = path.split("?")[0].strip("/").split("/")[-1]
+        if token not in self.nodes:
+            return Scripted(
+                status=401,
+                body={
+                    "error": {"message": "Invalid OAuth access token.", "type": "OAuthException", "code": 190}
+                },
+            )
+        answer = self.nodes[token].get(node)
+        if answer is None:
+            message = (
+                f"Unsupported get request. Object with ID '{node}' does not exist, cannot be loaded "
+                "due to missing permissions, or does not support this operation."
+            )
+            return Scripted(
+                status=400, body={"error": {"message": message, "type": "GraphMethodException", "code": 100}}
+            )
+        return Scripted(body=answer)
 
 
 def _meta_answer(body: Any, n: int) -> dict[str, Any]:
