@@ -1,7 +1,7 @@
 """Writes for channel accounts.
 
-Secrets (access token, app secret, verify token) are stored as given and never
-logged: log lines carry ids only.
+Secrets (access token, app secret, verify token) are encrypted at rest by the
+model field (icmp.fields) and never logged: log lines carry ids only.
 """
 
 from __future__ import annotations
