@@ -7,7 +7,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 # Development values for `make run` only (production reads the real environment).
+# The encryption key is base64 of "dev-only-make-run-key-not-secret": public, so
+# never reuse a database `make run` wrote secrets into.
 RUN_ENV := DEBUG=1 SECRET_KEY=dev-only-insecure-key-for-make-run-0123456789abcdef \
+	FIELD_ENCRYPTION_KEYS=ZGV2LW9ubHktbWFrZS1ydW4ta2V5LW5vdC1zZWNyZXQ= \
 	ALLOWED_HOSTS=127.0.0.1,localhost SECURE_SSL_REDIRECT=0
 
 .PHONY: run test lint format venv venv-dev clean browser bench chaos

@@ -99,6 +99,8 @@ def child_env(args: argparse.Namespace, *, redis_port: int, llm_url: str, graph_
             "ICMP_SKIP_DOTENV": "1",
             "DEBUG": "0",
             "SECRET_KEY": "chaos-run-secret-key-0123456789abcdefghijklmnopqrstuvwxyz-ABCDEF",
+            # base64 of "chaos-only-field-encryption-key!" (channel secrets at rest).
+            "FIELD_ENCRYPTION_KEYS": "Y2hhb3Mtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleSE=",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "SECURE_SSL_REDIRECT": "0",
             "DATABASE_URL": args.database_url,

@@ -63,6 +63,8 @@ def app_env(database_url: str, graph_port: int) -> dict[str, str]:
             "ICMP_SKIP_DOTENV": "1",
             "DEBUG": "0",
             "SECRET_KEY": "schema-fuzz-secret-key-0123456789abcdefghijklmnopqrstuvwxyz-ABCDEF",
+            # base64 of "fuzz-only-field-encryption-keys!" (channel secrets at rest).
+            "FIELD_ENCRYPTION_KEYS": "ZnV6ei1vbmx5LWZpZWxkLWVuY3J5cHRpb24ta2V5cyE=",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "SECURE_SSL_REDIRECT": "0",
             "DATABASE_URL": database_url,

@@ -40,6 +40,8 @@ TEMPLATE_DB = "icmp_bench_tpl"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 APP_SECRET = "bench-app-secret"
 SECRET_KEY = "bench-secret-key-not-for-production-0123456789abcdefghijklmnop"
+# base64 of "bench-only-field-encryption-key!": channel secrets are encrypted at rest.
+FIELD_ENCRYPTION_KEYS = "YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleSE="
 PYTHON = sys.executable
 
 
@@ -82,6 +84,7 @@ def base_env(**extra: str) -> dict[str, str]:
         "ICMP_SKIP_DOTENV": "1",
         "DEBUG": "0",
         "SECRET_KEY": SECRET_KEY,
+        "FIELD_ENCRYPTION_KEYS": FIELD_ENCRYPTION_KEYS,
         "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
         "SECURE_SSL_REDIRECT": "0",
         "SESSION_COOKIE_SECURE": "0",

@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import Q
 
 from icmp.db import BaseModel
+from icmp.fields import EncryptedTextField
 
 
 class ChannelKind(models.TextChoices):
@@ -27,7 +28,9 @@ class ChannelAccount(BaseModel):
     `external_id` routes inbound webhooks here: the WhatsApp phone_number_id,
     the Page id or the Instagram account id. Secrets are write-only in the API
     and never logged; an empty `app_secret`/`verify_token` falls back to the
-    `META_APP_SECRET`/`META_VERIFY_TOKEN` settings.
+    `META_APP_SECRET`/`META_VERIFY_TOKEN` settings. They are encrypted at rest
+    (icmp.fields.EncryptedTextField, keys in FIELD_ENCRYPTION_KEYS) and read
+    back as plain strings; they cannot be filtered on, except against "".
     """
 
     business = models.ForeignKey(
@@ -37,9 +40,10 @@ class ChannelAccount(BaseModel):
     external_id = models.CharField(max_length=64)
     name = models.CharField(max_length=120)
     is_active = models.BooleanField(default=True)
-    access_token = models.TextField(blank=True)
-    app_secret = models.CharField(max_length=255, blank=True)
-    verify_token = models.CharField(max_length=255, blank=True)
+    access_token = EncryptedTextField(blank=True)
+    # max_length limits input only: the stored token is longer than the value.
+    app_secret = EncryptedTextField(max_length=255, blank=True)
+    verify_token = EncryptedTextField(max_length=255, blank=True)
     needs_reauth = models.BooleanField(
         default=False, help_text="Set when Meta rejected the access token (error 190)."
     )

@@ -1,9 +1,10 @@
 """Writes for channel accounts.
 
-Secrets (access token, app secret, verify token) are stored as given and never
-logged: log lines carry ids only. A Meta account holds its id only after its
-token proved control of it with one Graph call (`channel_account_ownership_prove`),
-made before any transaction opens; only the platform operator may skip it.
+Secrets (access token, app secret, verify token) are encrypted at rest by the
+model field (icmp.fields) and never logged: log lines carry ids only. A Meta
+account holds its id only after its token proved control of it with one Graph
+call (`channel_account_ownership_prove`), made before any transaction opens;
+only the platform operator may skip it.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ app.autodiscover_tasks()
 
 @signals.worker_init.connect
 @signals.beat_init.connect
-def _require_secret_key(**kwargs) -> None:
-    from icmp.startup import require_secret_key
+def _require_settings(**kwargs) -> None:
+    from icmp.startup import require_settings
 
-    require_secret_key()
+    require_settings()

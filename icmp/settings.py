@@ -27,6 +27,15 @@ if not SECRET_KEY and DEBUG:
 # start and `check --deploy` fails (icmp.startup); tooling such as
 # `makemigrations` still works.
 
+# Fernet keys for secrets at rest (channel access tokens, app secrets, verify
+# tokens), comma-separated, newest first: new values use the first, every one
+# still decrypts. Rotation: put a new key in front, run `manage.py
+# reencrypt_secrets`, then drop the old one. No default, not even with DEBUG on
+# (`make run` passes a development-only key): without one, the processes and
+# `check --deploy` refuse to start when DEBUG is off or secrets are stored
+# (icmp.startup).
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if not DEBUG else ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 

@@ -10,6 +10,8 @@ import os
 os.environ["ICMP_SKIP_DOTENV"] = "1"
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-4f8c2a9d7e1b")
 os.environ.setdefault("DEBUG", "0")
+# In os.environ so child processes (the Celery worker tests) read the rows this one wrote.
+os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "dGVzdC1vbmx5LWZpZWxkLWVuY3J5cHRpb24ta2V5ISE=")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 os.environ.setdefault("SESSION_COOKIE_SECURE", "0")
 os.environ.setdefault("CSRF_COOKIE_SECURE", "0")

@@ -15,6 +15,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "icmp.settings")
 
 application = get_wsgi_application()
 
-from icmp.startup import require_secret_key  # noqa: E402 (after Django is set up)
+from icmp.startup import require_settings  # noqa: E402 (after Django is set up)
 
-require_secret_key()
+require_settings()
