@@ -11,6 +11,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from businesses.admin_keys import NewKeyPageMixin, new_key_remember
 from businesses.admin_views import business_usage_view
 from businesses.models import (
     MANAGE_ROLES,
@@ -93,7 +94,7 @@ class MembershipInline(TenantInlineMixin, admin.TabularInline):
 
 
 @admin.register(Business)
-class BusinessAdmin(TenantAdmin):
+class BusinessAdmin(NewKeyPageMixin, TenantAdmin):
     tenant_field = "pk"
     write_roles = MANAGE_ROLES
     form = BusinessForm
@@ -158,10 +159,7 @@ class BusinessAdmin(TenantAdmin):
                 config=form.cleaned_data["config"],
             )
             copy_saved(obj, business)
-            messages.success(
-                request,
-                f"The first API key of {business.name} is {raw_key} — copy it now, it is not shown again.",
-            )
+            new_key_remember(request, business=business, raw_key=raw_key)
             return
         changed = changed_model_fields(form)
         business_update(business=obj, data={f: getattr(obj, f) for f in ("name", "config") if f in changed})
@@ -238,7 +236,7 @@ class APIKeyForm(TenantModelForm):
 
 
 @admin.register(APIKey)
-class APIKeyAdmin(TenantAdmin):
+class APIKeyAdmin(NewKeyPageMixin, TenantAdmin):
     """Only a hash of a key is stored; the key itself is shown once, when it is made."""
 
     form = APIKeyForm
@@ -282,7 +280,7 @@ class APIKeyAdmin(TenantAdmin):
             business=obj.business, name=obj.name, expires_at=obj.expires_at, created_by=request.user
         )
         copy_saved(obj, api_key)
-        messages.success(request, f"The new API key is {raw_key} — copy it now, it is not shown again.")
+        new_key_remember(request, business=api_key.business, raw_key=raw_key, name=api_key.name)
 
     @admin.action(description="Revoke the selected API keys", permissions=["change"])
     def revoke(self, request, queryset):

@@ -1,4 +1,10 @@
-"""Liveness (/ping) and readiness (/health) for load balancers and operators."""
+"""Liveness (/ping) and readiness (/health) for load balancers and operators.
+
+A load balancer needs only the status code; the per-check details (database
+vendor, cache and broker backends, pending migrations, the LLM model) map the
+deployment, so they are shown only to a platform key sent as a bearer token,
+as for /metrics.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
+
+from icmp.platform_keys import platform_key_given
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +111,7 @@ def health(request: HttpRequest) -> JsonResponse:
         "llm": _timed("llm", _llm),
     }
     healthy = all(c["ok"] for c in checks.values())
-    return JsonResponse(
-        {"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503
-    )
+    body: dict[str, Any] = {"status": "ok" if healthy else "unavailable"}
+    if platform_key_given(request):
+        body["checks"] = checks
+    return JsonResponse(body, status=200 if healthy else 503)

@@ -9,10 +9,8 @@ or master key as a bearer token (`authorization` in Prometheus's scrape config).
 
 from __future__ import annotations
 
-import hmac
 from datetime import timedelta
 
-from django.conf import settings
 from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -20,6 +18,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, GaugeMetricFamily
+
+from icmp.platform_keys import platform_key_given
 
 # Recent activity is reported over this window, so the queries stay bounded.
 WINDOW = timedelta(hours=1)
@@ -88,19 +88,10 @@ class DatabaseCollector:
         yield tokens
 
 
-def _authorised(request: HttpRequest) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() not in ("bearer", "api-key") or not token:
-        return False
-    keys = [k for k in (settings.ICMP_INTERNAL_API_KEY, settings.ICMP_MASTER_API_KEY) if k]
-    return any(hmac.compare_digest(token.encode(), key.encode()) for key in keys)
-
-
 @never_cache
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
-    if not _authorised(request):
+    if not platform_key_given(request):
         response = HttpResponse("Unauthorized: send the internal API key as a bearer token.\n", status=401)
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response

@@ -9,8 +9,11 @@ from django.db import OperationalError
 from django.test import Client, override_settings
 
 from icmp import health
+from tests.conftest import INTERNAL_KEY, MASTER_KEY
 
 CHECKS = {"database", "cache", "broker", "migrations", "llm"}
+# The details of /health are for operators: the platform key as a bearer token.
+OPERATOR = {"Authorization": f"Bearer {INTERNAL_KEY}"}
 
 
 def test_ping_answers_pong_without_touching_the_database():
@@ -22,8 +25,8 @@ def test_ping_answers_pong_without_touching_the_database():
 
 
 @pytest.mark.django_db
-def test_health_reports_every_check_as_json():
-    response = Client().get("/health")
+def test_health_reports_every_check_as_json_to_an_operator():
+    response = Client().get("/health", headers=OPERATOR)
 
     assert response.status_code == 200
     body = response.json()
@@ -38,7 +41,7 @@ def test_health_reports_every_check_as_json():
 
 @pytest.mark.django_db
 def test_health_says_the_llm_is_not_configured_by_default():
-    llm = Client().get("/health").json()["checks"]["llm"]
+    llm = Client().get("/health", headers=OPERATOR).json()["checks"]["llm"]
 
     assert llm["configured"] is False
     assert llm["model"] is None
@@ -49,7 +52,7 @@ def test_health_says_the_llm_is_not_configured_by_default():
 @pytest.mark.parametrize("setting", ["OPENAI_API_KEY", "OPENAI_BASE_URL"])
 def test_health_says_the_llm_is_configured_with_a_key_or_a_base_url(setting):
     with override_settings(**{setting: "x"}, LLM_MODEL="gpt-4.1-mini"):
-        response = Client().get("/health")
+        response = Client().get("/health", headers=OPERATOR)
 
     llm = response.json()["checks"]["llm"]
     assert response.status_code == 200
@@ -69,7 +72,7 @@ def test_health_answers_503_json_when_any_check_raises(monkeypatch, name):
     secret = "postgres://icmp:hunter2@db.internal:5432/icmp"
     monkeypatch.setattr(health, f"_{name}", _raise(OperationalError(f"could not connect to {secret}")))
 
-    response = Client().get("/health")
+    response = Client().get("/health", headers=OPERATOR)
 
     assert response.status_code == 503
     body = response.json()
@@ -97,7 +100,7 @@ def test_health_answers_503_when_the_cache_loses_what_was_written(monkeypatch):
 
     monkeypatch.setattr(health, "cache", ForgetfulCache())
 
-    response = Client().get("/health")
+    response = Client().get("/health", headers=OPERATOR)
 
     assert response.status_code == 503
     assert response.json()["checks"]["cache"]["ok"] is False
@@ -124,7 +127,7 @@ def test_health_reports_pending_migrations(monkeypatch):
     monkeypatch.setattr(health, "_migrations_applied", False)
     monkeypatch.setattr(health, "MigrationExecutor", Executor)
 
-    response = Client().get("/health")
+    response = Client().get("/health", headers=OPERATOR)
 
     assert response.status_code == 503
     assert response.json()["checks"]["migrations"] == {
@@ -132,3 +135,48 @@ def test_health_reports_pending_migrations(monkeypatch):
         "pending": 2,
         "latency_ms": response.json()["checks"]["migrations"]["latency_ms"],
     }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer not-the-key"},
+        {"Authorization": f"Basic {INTERNAL_KEY}"},
+        {"Authorization": f"Bearer {INTERNAL_KEY}x"},
+    ],
+)
+def test_health_without_a_platform_key_says_only_ok(headers):
+    response = Client().get("/health", headers=headers)
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert "no-cache" in response["Cache-Control"]
+
+
+@pytest.mark.django_db
+def test_health_without_a_platform_key_says_only_unavailable_when_a_check_fails(monkeypatch):
+    monkeypatch.setattr(health, "_database", _raise(OperationalError("could not connect to db.internal")))
+
+    response = Client().get("/health")
+
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable"}
+
+
+def test_health_hides_details_from_a_business_key(alice):
+    response = Client().get("/health", headers={"Authorization": f"Bearer {alice.raw_key}"})
+
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "header", [f"Bearer {INTERNAL_KEY}", f"Bearer {MASTER_KEY}", f"Api-Key {INTERNAL_KEY}"]
+)
+def test_health_shows_details_to_a_platform_key(header):
+    body = Client().get("/health", headers={"Authorization": header}).json()
+
+    assert body["status"] == "ok"
+    assert set(body["checks"]) == CHECKS
