@@ -11,20 +11,42 @@ from icmp.db import BaseModel
 
 
 class Contact(BaseModel):
-    """A customer on one channel account (wa_id, PSID, IGSID or an API id)."""
+    """A customer on one channel account (wa_id, PSID, IGSID or an API id).
+
+    `external_id` is the key inbound messages find the contact by. On WhatsApp
+    it is the business-scoped user id (BSUID) when there is one and the phone
+    number otherwise; `phone`, `bsuid`, `parent_bsuid` and `username` hold what
+    Meta shares, each only when it does (docs/whatsapp-identity.md).
+    """
 
     business = models.ForeignKey("businesses.Business", on_delete=models.CASCADE, related_name="contacts")
     channel_account = models.ForeignKey(
         "channels_app.ChannelAccount", on_delete=models.CASCADE, related_name="contacts"
     )
-    external_id = models.CharField(max_length=128)
+    external_id = models.CharField(max_length=160)
     name = models.CharField(max_length=200, blank=True)
+    # NULL, not "", for "not shared": the partial unique constraints below skip NULLs only.
+    phone = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001
+    bsuid = models.CharField("BSUID", max_length=160, null=True, blank=True)  # noqa: DJ001
+    parent_bsuid = models.CharField("parent BSUID", max_length=160, null=True, blank=True)  # noqa: DJ001
+    username = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
                 fields=["channel_account", "external_id"], name="contact_unique_external_id"
+            ),
+            # One contact per person: a number or a BSUID never names two contacts of an account.
+            models.UniqueConstraint(
+                fields=["channel_account", "phone"],
+                condition=Q(phone__isnull=False),
+                name="contact_unique_phone",
+            ),
+            models.UniqueConstraint(
+                fields=["channel_account", "bsuid"],
+                condition=Q(bsuid__isnull=False),
+                name="contact_unique_bsuid",
             ),
         ]
         indexes = [
@@ -33,7 +55,12 @@ class Contact(BaseModel):
         ]
 
     def __str__(self) -> str:
-        return self.name or self.external_id
+        return self.name or self.username or self.phone or self.external_id
+
+    @property
+    def address(self) -> str:
+        """Where replies go: the number when known (Meta prefers it), else the channel's id."""
+        return self.phone or self.external_id
 
 
 class ConversationStatus(models.TextChoices):

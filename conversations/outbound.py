@@ -202,7 +202,7 @@ def message_send(*, message_id) -> SendOutcome:
     try:
         content = _content_for(message, account, conversation)
         credentials = ChannelCredentials(external_id=account.external_id, access_token=account.access_token)
-        results = get_adapter(account.kind).send(credentials, conversation.contact.external_id, content)
+        results = get_adapter(account.kind).send(credentials, conversation.contact.address, content)
     except SendError as exc:
         return _handle_send_error(message, exc)
 
@@ -285,7 +285,7 @@ def _typing_call(conversation: Conversation, last_message: Message | None) -> tu
         return None
     credentials = ChannelCredentials(external_id=account.external_id, access_token=account.access_token)
     message_id = (last_message.external_id or "") if last_message else ""
-    return account.kind, credentials, conversation.contact.external_id, message_id, str(conversation.pk)
+    return account.kind, credentials, conversation.contact.address, message_id, str(conversation.pk)
 
 
 def _acknowledge(

@@ -51,6 +51,21 @@ class ChannelCredentials:
 
 
 @dataclass(frozen=True, slots=True)
+class CustomerIdentity:
+    """The ids a channel shares for a customer, each only when present.
+
+    WhatsApp (since 2026): a business-scoped user id (BSUID) on every message,
+    the phone number only when the user shares it, a username when they have
+    one, and a parent BSUID for linked business portfolios.
+    """
+
+    phone: str = ""
+    bsuid: str = ""
+    parent_bsuid: str = ""
+    username: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class InboundMessage:
     """One message a customer sent (or, with `is_echo`, one the account sent elsewhere).
 
@@ -74,6 +89,10 @@ class InboundMessage:
     echo_app_id: str | None = None
     is_standby: bool = False
     is_deleted: bool = False
+    identity: CustomerIdentity | None = None
+    # The customer edited (new content in this item) or revoked an earlier message.
+    edit_of: str = ""
+    revoke_of: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +128,29 @@ class ChannelError:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class IdentityUpdate:
+    """A customer's ids changed (a new number means a new BSUID): the contact follows them."""
+
+    routing_id: str
+    previous: CustomerIdentity
+    current: CustomerIdentity
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedItem:
+    """An item addressed to an account that cannot be stored as it is (e.g. no sender at all).
+
+    Unlike a parse problem it is not silent: the event is marked failed with the
+    reason, so `replay_webhooks` can apply it after a fix.
+    """
+
+    routing_id: str
+    reason: str
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
 @dataclass(slots=True)
 class ParsedBatch:
     """Everything one webhook POST carried.
@@ -121,6 +163,8 @@ class ParsedBatch:
     messages: list[InboundMessage] = field(default_factory=list)
     statuses: list[StatusUpdate] = field(default_factory=list)
     errors: list[ChannelError] = field(default_factory=list)
+    identity_updates: list[IdentityUpdate] = field(default_factory=list)
+    rejected: list[RejectedItem] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
 

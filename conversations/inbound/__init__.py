@@ -8,11 +8,11 @@ effects; a bug while applying them rolls back only the effects, and the event
 stays `failed` for `manage.py replay_webhooks`.
 """
 
+from conversations.inbound.contacts import contact_identity_update, contact_resolve, contact_upsert
 from conversations.inbound.receipts import status_update_apply
 from conversations.inbound.storing import (
     Outcome,
     StoredMessage,
-    contact_upsert,
     conversation_open_get_or_create,
     inbound_item_apply,
     inbound_message_store,
@@ -27,6 +27,8 @@ from conversations.inbound.webhooks import (
 __all__ = [
     "Outcome",
     "StoredMessage",
+    "contact_identity_update",
+    "contact_resolve",
     "contact_upsert",
     "conversation_open_get_or_create",
     "inbound_item_apply",

@@ -14,7 +14,7 @@ from django.utils import timezone
 from channels_app.adapters.base import DeliveryStatus, StatusUpdate
 from channels_app.models import ChannelAccount
 from conversations import turns
-from conversations.inbound.storing import ERROR_MAX, _clean_str
+from conversations.inbound.cleaning import ERROR_MAX, clean_str
 from conversations.models import (
     Direction,
     Message,
@@ -61,7 +61,7 @@ def status_update_apply(*, account: ChannelAccount, update: StatusUpdate) -> int
     new = _RECEIPT_STATUS[update.status]
     conditions = []
     if update.external_id:
-        conditions.append(Q(external_id=_clean_str(update.external_id)))
+        conditions.append(Q(external_id=clean_str(update.external_id)))
     message_id = _callback_message_id(update)
     if message_id is not None:
         conditions.append(Q(pk=message_id))
@@ -69,7 +69,7 @@ def status_update_apply(*, account: ChannelAccount, update: StatusUpdate) -> int
         # Messenger: "everything sent to this person before the watermark".
         conditions.append(
             Q(
-                conversation__contact__external_id=_clean_str(update.contact_external_id),
+                conversation__contact__external_id=clean_str(update.contact_external_id),
                 created_at__lte=update.watermark,
             )
         )
@@ -86,14 +86,14 @@ def status_update_apply(*, account: ChannelAccount, update: StatusUpdate) -> int
     if new == MessageStatus.FAILED:
         code = "" if update.error_code is None else str(update.error_code)
         text = ": ".join(p for p in (update.error_title, update.error_message) if p) or "Delivery failed."
-        fields.update(error_code=code[:32], error=_clean_str(text)[:ERROR_MAX])
+        fields.update(error_code=code[:32], error=clean_str(text)[:ERROR_MAX])
     moved = Message.objects.filter(pk__in=[pk for pk, _ in rows], status__in=movable).update(**fields)
     if new == MessageStatus.FAILED and moved:
         title = update.error_title or update.error_message or "delivery failed"
         for conversation_id in {conversation_id for _, conversation_id in rows}:
             turns.conversation_flag_for_staff(
                 conversation_id=conversation_id,
-                reason=_clean_str(
+                reason=clean_str(
                     f"A message could not be delivered ({fields['error_code'] or '?'}): {title}"
                 ),
             )

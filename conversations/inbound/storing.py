@@ -19,6 +19,9 @@ from businesses.models import Agent
 from channels_app.adapters.base import InboundMessage
 from channels_app.models import ChannelAccount
 from conversations import turns
+from conversations.inbound.cleaning import clean_json, clean_str
+from conversations.inbound.contacts import CONTACT_ID_MAX, PHONE_MAX, contact_resolve
+from conversations.inbound.edits import message_edit_apply, message_withdraw_apply
 from conversations.models import (
     Author,
     Contact,
@@ -34,16 +37,11 @@ from stages.selectors import stage_initial_get
 
 logger = logging.getLogger(__name__)
 
-ERROR_MAX = 2000
-NOTES_SHOWN = 20
 # Column sizes: an id longer than its column is a malformed item, not a crash.
 EXTERNAL_ID_MAX = 255
-CONTACT_ID_MAX = 128
-CONTACT_NAME_MAX = 200
 
 REACTION_SKIPPED = "Reactions are not answered."
 STANDBY_SKIPPED = "Another app controls this thread (standby)."
-UNSENT_SKIPPED = "The customer unsent this message."
 ECHO_PAUSE_REASON = "Staff replied from the Meta inbox"
 
 
@@ -53,6 +51,7 @@ class Outcome(StrEnum):
     ECHO_OURS = "echo_ours"
     ECHO_STAFF = "echo_staff"
     DELETED = "deleted"
+    EDITED = "edited"
     UNKNOWN = "unknown"
     INVALID = "invalid"
 
@@ -63,30 +62,6 @@ class StoredMessage:
 
     outcome: Outcome
     message: Message | None = None
-
-
-# Cleaning: PostgreSQL rejects NUL characters in text and jsonb, and lone
-# surrogates (legal as JSON escapes) cannot be encoded as UTF-8.
-
-
-def _clean_str(value: str) -> str:
-    if "\x00" in value:
-        value = value.replace("\x00", "")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        value = value.encode("utf-8", "replace").decode("utf-8")
-    return value
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, str):
-        return _clean_str(value)
-    if isinstance(value, dict):
-        return {_clean_str(str(k)): _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
 
 
 def _not_after_now(when: datetime) -> datetime:
@@ -111,27 +86,6 @@ def _insert(message: Message) -> Message | None:
             return None
         raise
     return message
-
-
-def contact_upsert(*, account: ChannelAccount, external_id: str, name: str = "") -> Contact:
-    """The account's contact with that id, created on first contact; a non-empty profile name refreshes it."""
-    name = _clean_str(name or "").strip()[:CONTACT_NAME_MAX]
-    contact = Contact.objects.filter(channel_account=account, external_id=external_id).first()
-    if contact is None:
-        try:
-            with transaction.atomic():
-                return Contact.objects.create(
-                    business_id=account.business_id,
-                    channel_account=account,
-                    external_id=external_id,
-                    name=name,
-                )
-        except IntegrityError:  # a concurrent delivery created it first
-            contact = Contact.objects.get(channel_account=account, external_id=external_id)
-    if name and contact.name != name:
-        Contact.objects.filter(pk=contact.pk).update(name=name, updated_at=timezone.now())
-        contact.name = name
-    return contact
 
 
 def conversation_open_get_or_create(*, account: ChannelAccount, contact: Contact) -> Conversation:
@@ -170,12 +124,12 @@ def _conversation_touch(conversation_id: uuid.UUID, *, at: datetime, inbound: bo
 
 def _message_fields(item: InboundMessage) -> dict[str, Any]:
     mtype = item.type.value if item.type.value in MessageType.values else MessageType.UNSUPPORTED
-    reply_to = _clean_str(item.reply_to_external_id or "")
+    reply_to = clean_str(item.reply_to_external_id or "")
     return {
         "type": mtype,
-        "text": _clean_str(item.text),
-        "payload": _clean(dict(item.payload)),
-        "raw": _clean(item.raw) if isinstance(item.raw, dict) else {},
+        "text": clean_str(item.text),
+        "payload": clean_json(dict(item.payload)),
+        "raw": clean_json(item.raw) if isinstance(item.raw, dict) else {},
         "external_id": item.external_id,
         "reply_to_external_id": reply_to if len(reply_to) <= EXTERNAL_ID_MAX else "",
         "provider_timestamp": item.timestamp,
@@ -194,7 +148,9 @@ def inbound_message_store(
     existing = _existing(account, item.external_id)
     if existing is not None:
         return StoredMessage(Outcome.DUPLICATE, existing)
-    contact = contact_upsert(account=account, external_id=item.contact_external_id, name=item.contact_name)
+    contact = contact_resolve(
+        account=account, external_id=item.contact_external_id, name=item.contact_name, identity=item.identity
+    )
     conversation = conversation_open_get_or_create(account=account, contact=contact)
     status, reason = MessageStatus.RECEIVED, ""
     if item.type == MessageType.REACTION:
@@ -244,7 +200,7 @@ def _echo_apply(*, account: ChannelAccount, item: InboundMessage) -> StoredMessa
     app_id = str(getattr(settings, "META_APP_ID", "") or "")
     if (app_id and item.echo_app_id == app_id) or _ours_by_metadata(account, item):
         return StoredMessage(Outcome.ECHO_OURS)
-    contact = contact_upsert(account=account, external_id=item.contact_external_id)
+    contact = contact_resolve(account=account, external_id=item.contact_external_id, identity=item.identity)
     conversation = conversation_open_get_or_create(account=account, contact=contact)
     message = _insert(
         Message(
@@ -266,40 +222,47 @@ def _echo_apply(*, account: ChannelAccount, item: InboundMessage) -> StoredMessa
     return StoredMessage(Outcome.ECHO_STAFF, message)
 
 
-def _deleted_apply(*, account: ChannelAccount, item: InboundMessage) -> StoredMessage:
-    """Instagram unsend: the stored row loses its text; no new row is inserted."""
-    message = _existing(account, item.external_id)
-    if message is None:
-        return StoredMessage(Outcome.UNKNOWN)
-    payload = message.payload if isinstance(message.payload, dict) else {}
-    message.text = ""
-    message.payload = {**payload, "deleted": True}
-    message.save(update_fields=["text", "payload", "updated_at"])
-    Message.objects.filter(pk=message.pk, status=MessageStatus.RECEIVED).update(
-        status=MessageStatus.SKIPPED, error=UNSENT_SKIPPED, status_changed_at=timezone.now()
+def _changed_apply(*, account: ChannelAccount, item: InboundMessage) -> StoredMessage:
+    """An edit, revoke or unsend of an earlier message: the original changes, nothing new is stored."""
+    if item.edit_of:
+        message = message_edit_apply(
+            account=account,
+            original_external_id=item.edit_of,
+            edit_external_id=item.external_id,
+            type=item.type.value,
+            text=item.text,
+            payload=dict(item.payload),
+            at=item.timestamp,
+        )
+        return StoredMessage(Outcome.EDITED if message else Outcome.UNKNOWN, message)
+    message = message_withdraw_apply(
+        account=account,
+        original_external_id=item.revoke_of or item.external_id,
+        revoked=bool(item.revoke_of),
     )
-    return StoredMessage(Outcome.DELETED, message)
+    return StoredMessage(Outcome.DELETED if message else Outcome.UNKNOWN, message)
 
 
 def inbound_item_apply(*, account: ChannelAccount, item: InboundMessage) -> StoredMessage:
-    """Dispatch one parsed message: unsent, echo or customer message (the latter not enqueued)."""
+    """Dispatch one parsed message: edit, revoke or unsend, echo, or customer message (not enqueued)."""
     if (
         not item.external_id
         or not item.contact_external_id
         or len(item.external_id) > EXTERNAL_ID_MAX
         or len(item.contact_external_id) > CONTACT_ID_MAX
+        or (item.identity is not None and len(item.identity.phone) > PHONE_MAX)
     ):
         return StoredMessage(Outcome.INVALID)
     item = _clean_ids(item)
-    if item.is_deleted:
-        return _deleted_apply(account=account, item=item)
+    if item.is_deleted or item.edit_of or item.revoke_of:
+        return _changed_apply(account=account, item=item)
     if item.is_echo:
         return _echo_apply(account=account, item=item)
     return inbound_message_store(account=account, item=item, enqueue=False)
 
 
 def _clean_ids(item: InboundMessage) -> InboundMessage:
-    external_id, contact = _clean_str(item.external_id), _clean_str(item.contact_external_id)
+    external_id, contact = clean_str(item.external_id), clean_str(item.contact_external_id)
     if (external_id, contact) == (item.external_id, item.contact_external_id):
         return item
     return replace(item, external_id=external_id, contact_external_id=contact)

@@ -19,7 +19,13 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from channels_app.adapters import get_adapter
-from channels_app.adapters.base import ChannelError, InboundMessage, StatusUpdate
+from channels_app.adapters.base import (
+    ChannelError,
+    IdentityUpdate,
+    InboundMessage,
+    RejectedItem,
+    StatusUpdate,
+)
 from channels_app.models import (
     ChannelAccount,
     WebhookEvent,
@@ -28,14 +34,10 @@ from channels_app.models import (
     WebhookEventStatus,
 )
 from conversations import turns
+from conversations.inbound.cleaning import ERROR_MAX, NOTES_SHOWN, clean_str
+from conversations.inbound.contacts import contact_identity_update
 from conversations.inbound.receipts import status_update_apply
-from conversations.inbound.storing import (
-    ERROR_MAX,
-    NOTES_SHOWN,
-    Outcome,
-    _clean_str,
-    inbound_item_apply,
-)
+from conversations.inbound.storing import Outcome, inbound_item_apply
 from conversations.models import (
     MessageStatus,
 )
@@ -48,7 +50,7 @@ def _summary(notes: list[str]) -> str:
         return ""
     shown = notes[:NOTES_SHOWN]
     more = len(notes) - len(shown)
-    return _clean_str("\n".join(shown) + (f"\n… and {more} more" if more > 0 else ""))[:ERROR_MAX]
+    return clean_str("\n".join(shown) + (f"\n… and {more} more" if more > 0 else ""))[:ERROR_MAX]
 
 
 @dataclass
@@ -60,6 +62,8 @@ class _Part:
     messages: list[InboundMessage] = field(default_factory=list)
     statuses: list[StatusUpdate] = field(default_factory=list)
     errors: list[ChannelError] = field(default_factory=list)
+    identity_updates: list[IdentityUpdate] = field(default_factory=list)
+    rejected: list[RejectedItem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     failure: str = ""
     to_process: dict[uuid.UUID, None] = field(default_factory=dict)
@@ -69,6 +73,8 @@ class _Part:
             "messages": [item.raw for item in self.messages],
             "statuses": [item.raw for item in self.statuses],
             "errors": [item.raw for item in self.errors],
+            "identity_updates": [item.raw for item in self.identity_updates],
+            "rejected": [item.raw for item in self.rejected],
         }
         # ASCII escapes: lone surrogates and NULs stay storable as text.
         return json.dumps({key: value for key, value in items.items() if value}, default=str)
@@ -129,9 +135,8 @@ def _route(*, channel: str, payload: Any, scope: ChannelAccount | None) -> _Appl
     """Split the batch by business: each part holds only items addressed to that business's accounts."""
     batch = get_adapter(channel).parse(payload)
     applied = _Applied(notes=[f"problem: {problem}" for problem in batch.problems])
-    routing_ids = {
-        item.routing_id for item in (*batch.messages, *batch.statuses, *batch.errors) if item.routing_id
-    }
+    items = (*batch.messages, *batch.statuses, *batch.errors, *batch.identity_updates, *batch.rejected)
+    routing_ids = {item.routing_id for item in items if item.routing_id}
     router = _Router(channel=channel, routing_ids=routing_ids, scope=scope)
     for item in batch.messages:
         part = router.route(applied, item.routing_id, f"message {item.external_id[:80]!r}")
@@ -145,11 +150,23 @@ def _route(*, channel: str, payload: Any, scope: ChannelAccount | None) -> _Appl
         part = router.route(applied, error.routing_id, f"error {error.code}")
         if part is not None:
             part.errors.append(error)
+    for update in batch.identity_updates:
+        part = router.route(applied, update.routing_id, "identity update")
+        if part is not None:
+            part.identity_updates.append(update)
+    for rejected in batch.rejected:
+        part = router.route(applied, rejected.routing_id, rejected.reason)
+        if part is not None:
+            part.rejected.append(rejected)
     return applied
 
 
 def _part_apply(part: _Part) -> None:
     """Store one business's items. Raises on a bug; the caller's savepoint undoes its writes."""
+    for update in part.identity_updates:
+        # First: a message in the same batch may already come from the new id.
+        if contact_identity_update(account=part.accounts[update.routing_id], update=update) is None:
+            part.notes.append("identity update for a customer we have not met: ignored")
     for item in part.messages:
         account = part.accounts[item.routing_id]
         stored = inbound_item_apply(account=account, item=item)
@@ -167,6 +184,9 @@ def _part_apply(part: _Part) -> None:
                 "receipt for an unknown message ignored",
                 extra={"channel_account_id": str(account.pk), "external_id": update.external_id},
             )
+    if part.rejected:
+        # Nothing addressed to a business is dropped in silence: the event fails and stays replayable.
+        part.failure = "; ".join(item.reason for item in part.rejected)[:ERROR_MAX]
     for error in part.errors:
         part.notes.append(f"channel error {error.code}: {error.title or error.message} {error.details}")
         logger.warning(
@@ -187,7 +207,7 @@ def _apply(*, channel: str, payload: Any, scope: ChannelAccount | None) -> _Appl
                 "webhook items could not be applied",
                 extra={"business_id": str(business_id), "channel": channel},
             )
-            part.failure = _clean_str(f"{type(exc).__name__}: {exc}")[:ERROR_MAX]
+            part.failure = clean_str(f"{type(exc).__name__}: {exc}")[:ERROR_MAX]
             # What the rolled-back work noted or queued did not happen.
             part.notes.clear()
             part.to_process.clear()
@@ -208,7 +228,7 @@ def _parts_save(event: WebhookEvent, applied: _Applied) -> None:
                 "channel_account": part.account,
                 "items": part.items_json(),
                 "status": WebhookEventPartStatus.FAILED if part.failure else WebhookEventPartStatus.PROCESSED,
-                "error": _summary([part.failure] if part.failure else part.notes),
+                "error": _summary([part.failure, *part.notes] if part.failure else part.notes),
             },
         )
 
@@ -236,7 +256,7 @@ def _event_apply(event: WebhookEvent, *, payload: Any, scope: ChannelAccount | N
             extra={"webhook_event_id": str(event.pk), "channel": event.channel},
         )
         event.status = WebhookEventStatus.FAILED
-        event.error = _clean_str(f"{type(exc).__name__}: {exc}")[:ERROR_MAX]
+        event.error = clean_str(f"{type(exc).__name__}: {exc}")[:ERROR_MAX]
         event.processed_at = None
     else:
         if applied.failures:

@@ -55,7 +55,7 @@ def at(seconds: float) -> datetime:
 )
 def test_every_fixture_parses_into_items_without_problems(channel: str, name: str) -> None:
     batch = parse(channel, name)
-    assert batch.messages or batch.statuses or batch.errors
+    assert batch.messages or batch.statuses or batch.errors or batch.identity_updates
     for message in batch.messages:
         assert message.timestamp.tzinfo is not None
         assert message.raw  # the original item is kept for the transcript
@@ -233,12 +233,12 @@ def test_unsupported_messages_in_current_and_legacy_form_keep_type_and_error_cod
     assert message.payload["errors"][0]["details"]
 
 
-def test_a_system_message_is_unsupported_but_keeps_its_text() -> None:
-    message = only_message("whatsapp", "system")
-    assert message.type == MessageType.UNSUPPORTED
-    assert message.payload["unsupported_type"] == "system"
-    assert message.text.startswith("Ana changed from")
-    assert message.contact_name == ""
+def test_a_number_change_is_an_identity_update_not_a_customer_message() -> None:
+    batch = parse("whatsapp", "system")
+
+    assert batch.messages == []
+    (update,) = batch.identity_updates
+    assert (update.previous.phone, update.current.phone) == ("5511987654321", "5511900000000")
 
 
 @pytest.mark.parametrize(
@@ -311,7 +311,7 @@ def test_a_message_without_an_id_is_a_problem_and_the_rest_of_the_batch_survives
     del payload["entry"][0]["changes"][0]["value"]["messages"][1]["id"]
     batch = get_adapter("whatsapp").parse(payload)
     assert [m.external_id for m in batch.messages] == ["wamid.BATCH1", "wamid.BATCH3", "wamid.BATCH4"]
-    assert batch.problems == ["entry[0].changes[0].value.messages[1]: message without id or sender"]
+    assert batch.problems == ["entry[0].changes[0].value.messages[1]: message without id"]
     assert len(batch.statuses) == 2
 
 

@@ -1,6 +1,7 @@
 """WhatsApp inbound: webhook payloads (messages, echoes, statuses, errors) to a ParsedBatch.
 
-Shapes: docs/meta-platform.md §3.
+Shapes: docs/meta-platform.md §3; customer identity (BSUID, usernames), edits
+and revokes: docs/whatsapp-identity.md.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from ..base import (
     InboundMessage,
     MessageType,
     ParsedBatch,
+    RejectedItem,
     StatusUpdate,
     as_dict,
     as_float,
@@ -23,6 +25,7 @@ from ..base import (
     parse_timestamp,
     safely,
 )
+from .identity import message_identity, system_identity_update, user_id_updates
 
 MEDIA_TYPES = {
     "image": MessageType.IMAGE,
@@ -70,6 +73,9 @@ class WhatsAppParsing:
     def _change(self, batch: ParsedBatch, change: Any, where: str) -> None:
         change = as_dict(change)
         field = change.get("field")
+        if field == "user_id_update":
+            self._user_id_update(batch, change, where)
+            return
         if field == "messages":
             key, echo = "messages", False
         elif field == "smb_message_echoes":
@@ -86,15 +92,10 @@ class WhatsAppParsing:
         if not routing:
             batch.problems.append(f"{where}.value.metadata.phone_number_id: missing")
             return
-        names: dict[str, str] = {}
-        for contact in list_at(batch, value, "contacts", f"{where}.value"):
-            contact = as_dict(contact)
-            wa_id = as_str(contact.get("wa_id"))
-            if wa_id:
-                names[wa_id] = as_str(as_dict(contact.get("profile")).get("name"))
+        contacts = list_at(batch, value, "contacts", f"{where}.value")
         for k, item in enumerate(list_at(batch, value, key, f"{where}.value")):
             at = f"{where}.value.{key}[{k}]"
-            safely(batch, at, self._message, batch, item, routing, names, at, echo)
+            safely(batch, at, self._message, batch, item, routing, contacts, at, echo)
         for k, item in enumerate(list_at(batch, value, "statuses", f"{where}.value")):
             at = f"{where}.value.statuses[{k}]"
             safely(batch, at, self._status, batch, item, routing, at)
@@ -111,16 +112,39 @@ class WhatsAppParsing:
                     )
                 )
 
+    def _user_id_update(self, batch: ParsedBatch, change: dict[str, Any], where: str) -> None:
+        value = as_dict(change.get("value"))
+        routing = as_str(as_dict(value.get("metadata")).get("phone_number_id"))
+        updates = user_id_updates(routing, value)
+        if not routing or not updates:
+            batch.problems.append(f"{where}: user_id_update without a phone_number_id or previous id")
+        batch.identity_updates.extend(update for update in updates if routing)
+
     def _message(
-        self, batch: ParsedBatch, item: Any, routing: str, names: dict[str, str], where: str, echo: bool
+        self, batch: ParsedBatch, item: Any, routing: str, contacts: list[Any], where: str, echo: bool
     ) -> None:
         if not isinstance(item, dict):
             batch.problems.append(f"{where}: expected an object")
             return
-        external_id = as_str(item.get("id"))
-        contact = as_str(item.get("to" if echo else "from"))
-        if not external_id or not contact:
-            batch.problems.append(f"{where}: message without id or sender")
+        raw, external_id = item, as_str(item.get("id"))
+        if as_str(item.get("type")) == "system" and (update := system_identity_update(routing, item)):
+            batch.identity_updates.append(update)
+            return
+        identity, name = message_identity(item, contacts, echo=echo)
+        contact = identity.bsuid or identity.phone
+        if not external_id:
+            batch.problems.append(f"{where}: message without id")
+            return
+        if not contact:
+            # Addressed to an account, so never dropped in silence: the event fails and stays replayable.
+            batch.rejected.append(
+                RejectedItem(
+                    routing_id=routing,
+                    reason=f"message {external_id[:80]!r} names no sender (no from, from_user_id "
+                    "or contacts[].user_id)",
+                    raw=item,
+                )
+            )
             return
         timestamp = parse_timestamp(item.get("timestamp"))
         if timestamp is None:
@@ -129,6 +153,20 @@ class WhatsAppParsing:
         kind = as_str(item.get("type")) or next(
             (key for key in INFERABLE_TYPES if isinstance(item.get(key), dict | list)), ""
         )
+        edit_of = revoke_of = ""
+        if kind == "edit":  # new content for an earlier message, under the edit's own id
+            edit = as_dict(item.get("edit"))
+            edit_of = as_str(edit.get("original_message_id"))
+            item = {**item, **as_dict(edit.get("message"))}
+            kind = as_str(item.get("type"))
+            if not edit_of or kind in ("", "edit"):
+                batch.problems.append(f"{where}: edit without original_message_id or new content")
+                return
+        elif kind == "revoke":
+            revoke_of = as_str(as_dict(item.get("revoke")).get("original_message_id"))
+            if not revoke_of:
+                batch.problems.append(f"{where}: revoke without original_message_id")
+                return
         mtype, text, payload = self._content(kind, item)
         if mtype == MessageType.UNSUPPORTED and payload.get("malformed"):
             batch.problems.append(f"{where}.{kind}: malformed content")
@@ -146,14 +184,17 @@ class WhatsAppParsing:
             InboundMessage(
                 routing_id=routing,
                 contact_external_id=contact,
-                contact_name=names.get(contact, ""),
+                contact_name=name,
+                identity=identity,
+                edit_of=edit_of,
+                revoke_of=revoke_of,
                 external_id=external_id,
                 timestamp=timestamp,
                 type=mtype,
                 text=text,
                 payload=payload,
                 reply_to_external_id=as_str(context.get("id")) or None,
-                raw=item,
+                raw=raw,
                 is_echo=echo,
             )
         )
@@ -259,7 +300,8 @@ class WhatsAppParsing:
                 external_id=external_id,
                 status=status,
                 timestamp=timestamp,
-                contact_external_id=as_str(item.get("recipient_id")),
+                # Either may be missing since usernames: receipts match by message id alone.
+                contact_external_id=as_str(item.get("recipient_user_id")) or as_str(item.get("recipient_id")),
                 error_code=first.get("code"),
                 error_title=first.get("title", ""),
                 error_message=first.get("details") or first.get("message", ""),

@@ -21,6 +21,7 @@ from ..base import (
     as_str,
 )
 from ..text import split_tail, split_text, truncate, unique_titles
+from .identity import is_bsuid
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ class WhatsAppSending:
             template["components"] = list(components)
         body: dict[str, Any] = {
             "messaging_product": "whatsapp",
-            "to": recipient,
+            **address(recipient),
             "type": "template",
             "template": template,
         }
@@ -270,7 +271,7 @@ class WhatsAppSending:
         body: dict[str, Any] = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
-            "to": recipient,
+            **address(recipient),
         }
         if reply_to:
             body["context"] = {"message_id": reply_to}
@@ -284,6 +285,14 @@ class WhatsAppSending:
         if not external_id:
             raise SendError("invalid_response", "WhatsApp answered without a message id", permanent=True)
         return SendResult(external_id=external_id, raw=data)
+
+
+def address(recipient: str) -> dict[str, str]:
+    """`to` for a phone number; `recipient` for a BSUID, when the customer shares no number.
+
+    Meta takes either (with both, `to` wins); a contact is addressed by number when known.
+    """
+    return {"recipient": recipient} if is_bsuid(recipient) else {"to": recipient}
 
 
 def _invalid(message: str) -> SendError:
