@@ -13,7 +13,6 @@ from django.utils.html import format_html
 
 from businesses.admin_views import business_usage_view
 from businesses.models import (
-    MANAGE_ROLES,
     Agent,
     AIControlSettings,
     APIKey,
@@ -41,7 +40,6 @@ from icmp.admin_tenancy import (
     TenantRelatedFilter,
     changed_model_fields,
     copy_saved,
-    is_superuser,
 )
 from icmp.errors import ApplicationError
 
@@ -89,13 +87,11 @@ class MembershipInline(TenantInlineMixin, admin.TabularInline):
     extra = 0
     fields = ("user", "role", "created_at")
     readonly_fields = ("created_at",)
-    write_roles = MANAGE_ROLES
 
 
 @admin.register(Business)
 class BusinessAdmin(TenantAdmin):
     tenant_field = "pk"
-    write_roles = MANAGE_ROLES
     form = BusinessForm
     list_display = ("name", "slug", "owner", "is_active", "created_at", "usage_link")
     list_filter = ("is_active",)
@@ -132,22 +128,9 @@ class BusinessAdmin(TenantAdmin):
             ("Record", {"fields": ("id", "created_at", "updated_at"), "classes": ("collapse",)}),
         ]
 
-    def get_readonly_fields(self, request, obj=None):
-        readonly = list(super().get_readonly_fields(request, obj))
-        if not is_superuser(request):
-            # Who owns a business, its URL name and whether it runs are platform decisions.
-            readonly += ["slug", "owner", "is_active"]
-        return readonly
-
     def get_inlines(self, request, obj):
         # business_create makes the owner's membership; more members once it exists.
         return [] if obj is None else super().get_inlines(request, obj)
-
-    def has_add_permission(self, request):
-        return is_superuser(request)
-
-    def has_delete_permission(self, request, obj=None):
-        return is_superuser(request)
 
     def save_model(self, request, obj, form, change):
         self.check_writable(request, obj)
@@ -221,7 +204,7 @@ class AgentAdmin(TenantAdmin):
         agent_delete(agent=obj)
 
     def delete_queryset(self, request, queryset):
-        for agent in self.writable(request, queryset):
+        for agent in self.writable(request, queryset, "delete"):
             agent_delete(agent=agent)
 
 
@@ -242,7 +225,6 @@ class APIKeyAdmin(TenantAdmin):
     """Only a hash of a key is stored; the key itself is shown once, when it is made."""
 
     form = APIKeyForm
-    write_roles = MANAGE_ROLES
     list_display = ("name", "business", "masked_key", "state", "expires_at", "last_used_at", "created_at")
     list_filter = (("business", TenantRelatedFilter), ("revoked_at", admin.EmptyFieldListFilter))
     search_fields = ("name", "=prefix")
@@ -259,9 +241,11 @@ class APIKeyAdmin(TenantAdmin):
         ]
 
     def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
         if obj is None:
-            return ()
-        return ("masked_key", "state", "created_by", "created_at", "last_used_at", "revoked_at")
+            return readonly
+        shown = ("masked_key", "state", "created_by", "created_at", "last_used_at", "revoked_at")
+        return [*readonly, *(name for name in shown if name not in readonly)]
 
     @admin.display(description="key")
     def masked_key(self, obj):
@@ -301,7 +285,6 @@ class AIControlSettingsForm(TenantModelForm):
 @admin.register(AIControlSettings)
 class AIControlSettingsAdmin(TenantAdmin):
     form = AIControlSettingsForm
-    write_roles = MANAGE_ROLES
     list_display = (
         "business",
         "auto_reply_enabled",
