@@ -11,6 +11,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from businesses.admin_members import MembershipInline, membership_formset_save
 from businesses.admin_views import business_usage_view
 from businesses.models import (
     Agent,
@@ -35,7 +36,6 @@ from businesses.services import (
 )
 from icmp.admin_tenancy import (
     TenantAdmin,
-    TenantInlineMixin,
     TenantModelForm,
     TenantRelatedFilter,
     changed_model_fields,
@@ -82,13 +82,6 @@ class BusinessAddForm(BusinessConfigMixin, TenantModelForm):
         fields = ["name", "config"]
 
 
-class MembershipInline(TenantInlineMixin, admin.TabularInline):
-    model = Membership
-    extra = 0
-    fields = ("user", "role", "created_at")
-    readonly_fields = ("created_at",)
-
-
 @admin.register(Business)
 class BusinessAdmin(TenantAdmin):
     tenant_field = "pk"
@@ -131,6 +124,12 @@ class BusinessAdmin(TenantAdmin):
     def get_inlines(self, request, obj):
         # business_create makes the owner's membership; more members once it exists.
         return [] if obj is None else super().get_inlines(request, obj)
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is Membership:
+            membership_formset_save(formset, by=request.user)
+            return
+        super().save_formset(request, form, formset, change)
 
     def save_model(self, request, obj, form, change):
         self.check_writable(request, obj)
