@@ -12,9 +12,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from businesses.admin_keys import NewKeyPageMixin, new_key_remember
+from businesses.admin_members import MembershipInline, membership_formset_save
 from businesses.admin_views import business_usage_view
 from businesses.models import (
-    MANAGE_ROLES,
     Agent,
     AIControlSettings,
     APIKey,
@@ -37,12 +37,10 @@ from businesses.services import (
 )
 from icmp.admin_tenancy import (
     TenantAdmin,
-    TenantInlineMixin,
     TenantModelForm,
     TenantRelatedFilter,
     changed_model_fields,
     copy_saved,
-    is_superuser,
 )
 from icmp.errors import ApplicationError
 
@@ -85,18 +83,9 @@ class BusinessAddForm(BusinessConfigMixin, TenantModelForm):
         fields = ["name", "config"]
 
 
-class MembershipInline(TenantInlineMixin, admin.TabularInline):
-    model = Membership
-    extra = 0
-    fields = ("user", "role", "created_at")
-    readonly_fields = ("created_at",)
-    write_roles = MANAGE_ROLES
-
-
 @admin.register(Business)
 class BusinessAdmin(NewKeyPageMixin, TenantAdmin):
     tenant_field = "pk"
-    write_roles = MANAGE_ROLES
     form = BusinessForm
     list_display = ("name", "slug", "owner", "is_active", "created_at", "usage_link")
     list_filter = ("is_active",)
@@ -133,22 +122,15 @@ class BusinessAdmin(NewKeyPageMixin, TenantAdmin):
             ("Record", {"fields": ("id", "created_at", "updated_at"), "classes": ("collapse",)}),
         ]
 
-    def get_readonly_fields(self, request, obj=None):
-        readonly = list(super().get_readonly_fields(request, obj))
-        if not is_superuser(request):
-            # Who owns a business, its URL name and whether it runs are platform decisions.
-            readonly += ["slug", "owner", "is_active"]
-        return readonly
-
     def get_inlines(self, request, obj):
         # business_create makes the owner's membership; more members once it exists.
         return [] if obj is None else super().get_inlines(request, obj)
 
-    def has_add_permission(self, request):
-        return is_superuser(request)
-
-    def has_delete_permission(self, request, obj=None):
-        return is_superuser(request)
+    def save_formset(self, request, form, formset, change):
+        if formset.model is Membership:
+            membership_formset_save(formset, by=request.user)
+            return
+        super().save_formset(request, form, formset, change)
 
     def save_model(self, request, obj, form, change):
         self.check_writable(request, obj)
@@ -219,7 +201,7 @@ class AgentAdmin(TenantAdmin):
         agent_delete(agent=obj)
 
     def delete_queryset(self, request, queryset):
-        for agent in self.writable(request, queryset):
+        for agent in self.writable(request, queryset, "delete"):
             agent_delete(agent=agent)
 
 
@@ -240,7 +222,6 @@ class APIKeyAdmin(NewKeyPageMixin, TenantAdmin):
     """Only a hash of a key is stored; the key itself is shown once, when it is made."""
 
     form = APIKeyForm
-    write_roles = MANAGE_ROLES
     list_display = ("name", "business", "masked_key", "state", "expires_at", "last_used_at", "created_at")
     list_filter = (("business", TenantRelatedFilter), ("revoked_at", admin.EmptyFieldListFilter))
     search_fields = ("name", "=prefix")
@@ -257,9 +238,11 @@ class APIKeyAdmin(NewKeyPageMixin, TenantAdmin):
         ]
 
     def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
         if obj is None:
-            return ()
-        return ("masked_key", "state", "created_by", "created_at", "last_used_at", "revoked_at")
+            return readonly
+        shown = ("masked_key", "state", "created_by", "created_at", "last_used_at", "revoked_at")
+        return [*readonly, *(name for name in shown if name not in readonly)]
 
     @admin.display(description="key")
     def masked_key(self, obj):
@@ -299,7 +282,6 @@ class AIControlSettingsForm(TenantModelForm):
 @admin.register(AIControlSettings)
 class AIControlSettingsAdmin(TenantAdmin):
     form = AIControlSettingsForm
-    write_roles = MANAGE_ROLES
     list_display = (
         "business",
         "auto_reply_enabled",

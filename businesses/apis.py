@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from businesses import selectors, services
 from businesses.filters import BusinessFilter
-from businesses.models import Agent, APIKey, Business
+from businesses.models import Agent, AIControlSettings, APIKey, Business
 from businesses.serializers import (
     AgentSerializer,
     AIControlSettingsSerializer,
@@ -36,14 +36,7 @@ from businesses.serializers import (
     validated,
 )
 from icmp.api.docs import READ_ERRORS, WRITE_ERRORS, errors
-from icmp.api.permissions import (
-    CanManageBusiness,
-    IsAnyPrincipal,
-    IsBusinessPrincipal,
-    IsMaster,
-    IsPlatform,
-    principal_of,
-)
+from icmp.api.permissions import IsAnyPrincipal, IsMaster, IsPlatform, principal_of
 from icmp.api.principal import PrincipalKind
 
 
@@ -78,7 +71,7 @@ class AuthCheckApi(APIView):
 class BusinessApi(APIView):
     """The caller's business. Owners, admins and business keys may change its name and config."""
 
-    permission_classes = [CanManageBusiness]
+    access_model = Business._meta.label_lower
 
     @extend_schema(
         operation_id="business_retrieve", responses={200: BusinessSerializer, **errors(*READ_ERRORS)}
@@ -104,7 +97,7 @@ class BusinessApi(APIView):
 class AISettingsApi(APIView):
     """The caller's AI control settings (created with defaults on first use)."""
 
-    permission_classes = [CanManageBusiness]
+    access_model = AIControlSettings._meta.label_lower
 
     @extend_schema(
         operation_id="business_ai_settings_retrieve",
@@ -150,7 +143,7 @@ class AgentViewSet(
     """Agents of the caller's business. Viewers may only read. Changes are PATCH only (no PUT)."""
 
     serializer_class = AgentSerializer
-    permission_classes = [IsBusinessPrincipal]
+    access_model = Agent._meta.label_lower
     lookup_value_converter = "uuid"
 
     def get_queryset(self):
@@ -198,7 +191,8 @@ class APIKeyViewSet(
     """API keys of the caller's business. Only owners, admins and business keys may change them."""
 
     serializer_class = APIKeySerializer
-    permission_classes = [CanManageBusiness]
+    access_model = APIKey._meta.label_lower
+    access_actions = {"revoke": "change"}
     lookup_value_converter = "uuid"
 
     def get_queryset(self):

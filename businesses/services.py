@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from businesses.memberships import RoleChange, membership_changes_apply
 from businesses.models import Agent, AIControlSettings, APIKey, Business, Membership, Role
 from businesses.selectors import business_config_validator
 from icmp.errors import ApplicationError
@@ -186,7 +187,11 @@ def business_default_stage_ensure(*, business: Business) -> bool:
 def membership_add(
     *, business: Business, email: str, role: str, password: str | None = None
 ) -> tuple[Membership, bool]:
-    """Give `email` a staff login on `business` with `role`. Returns (membership, user_created)."""
+    """Give `email` a staff login on `business` with `role`. Returns (membership, user_created).
+
+    The platform asks (the add_member command): `businesses.memberships` still
+    keeps the business an owner.
+    """
     if role not in Role.values:
         raise ApplicationError(
             f"Unknown role {role!r}; choose one of {', '.join(Role.values)}.", code="invalid", field="role"
@@ -205,8 +210,8 @@ def membership_add(
     elif created:
         user.set_unusable_password()
     user.save()
-    membership, _ = Membership.objects.update_or_create(business=business, user=user, defaults={"role": role})
-    return membership, created
+    membership_changes_apply(business=business, by=None, changes=[RoleChange(user_id=user.pk, role=role)])
+    return Membership.objects.get(business=business, user=user), created
 
 
 AGENT_FIELDS = ("name", "persona", "instructions", "model", "temperature", "max_tokens", "is_default")

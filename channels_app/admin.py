@@ -13,7 +13,6 @@ from django.urls import reverse
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
-from businesses.models import MANAGE_ROLES
 from channels_app.adapters.ownership import OwnershipProof
 from channels_app.models import ChannelAccount, WebhookEvent, WebhookEventPart
 from channels_app.services import (
@@ -31,7 +30,6 @@ from icmp.admin_tenancy import (
     TenantRelatedFilter,
     copy_saved,
     is_superuser,
-    member_roles,
     pretty_json,
 )
 from icmp.errors import ApplicationError
@@ -95,11 +93,15 @@ class ChannelAccountForm(TenantModelForm):
 
 @admin.register(ChannelAccount)
 class ChannelAccountAdmin(TenantAdmin):
-    """Editors change names, agents and activity; owners and admins connect accounts and set secrets."""
+    """Owners and admins connect, change and delete accounts and set their secrets; others read them.
+
+    As in the API (icmp.access): an account's ids and secrets are what Meta
+    routes and authenticates by.
+    """
 
     form = ChannelAccountForm
-    add_roles = MANAGE_ROLES
     locked_on_change = ("kind",)
+    write_only_fields = SECRETS
     list_display = ("name", "kind", "external_id", "business", "is_active", "needs_reauth", "agent")
     list_filter = ("kind", "is_active", "needs_reauth", ("business", TenantRelatedFilter))
     # Never the secrets: a search box over them would be an oracle.
@@ -116,19 +118,19 @@ class ChannelAccountAdmin(TenantAdmin):
         "updated_at",
     )
 
-    def can_manage_secrets(self, request, obj=None) -> bool:
-        if is_superuser(request):
-            return True
+    def secrets_writable(self, request, obj=None) -> bool:
         if obj is None:
-            return any(role in MANAGE_ROLES for role in member_roles(request).values())
-        return self.role_on(request, obj) in MANAGE_ROLES
+            action, allowed = "add", self.has_add_permission(request)
+        else:
+            action, allowed = "change", self.has_change_permission(request, obj)
+        return allowed and (is_superuser(request) or set(SECRETS) <= set(self.access.fields(action)))
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = [
             (None, {"fields": ("business", "kind", "external_id", "name", "is_active", "agent")}),
         ]
         # Only form fields, never read-only ones, for secrets: a read-only field shows its value.
-        if self.can_manage_secrets(request, obj) and self.has_change_permission(request, obj):
+        if self.secrets_writable(request, obj):
             secret_fields = [*SECRETS, "clear_secrets"] if obj is not None else list(SECRETS)
             fieldsets.append(("Secrets (write-only)", {"fields": [*secret_fields, "secrets_status"]}))
         else:
@@ -142,7 +144,7 @@ class ChannelAccountAdmin(TenantAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
-        if obj is None or not self.can_manage_secrets(request, obj):
+        if obj is None or not self.secrets_writable(request, obj):
             # A declared field is in every form class; drop it where it must not be used.
             form.base_fields.pop("clear_secrets", None)
         if not is_superuser(request):
@@ -170,7 +172,7 @@ class ChannelAccountAdmin(TenantAdmin):
         if not EXTERNAL_ID_RE.match(external_id):
             return None  # the form says what is wrong with the id
         # Only those who may set secrets post a token; anyone else's is ignored, as the form ignores it.
-        token = request.POST.get("access_token", "").strip() if self.can_manage_secrets(request, obj) else ""
+        token = request.POST.get("access_token", "").strip() if self.secrets_writable(request, obj) else ""
         if obj is not None:
             if not token and "access_token" not in request.POST.getlist("clear_secrets"):
                 token = obj.access_token
@@ -241,7 +243,7 @@ class ChannelAccountAdmin(TenantAdmin):
         channel_account_delete(channel_account=obj)
 
     def delete_queryset(self, request, queryset):
-        for account in self.writable(request, queryset):
+        for account in self.writable(request, queryset, "delete"):
             channel_account_delete(channel_account=account)
 
 
@@ -252,8 +254,7 @@ class WebhookEventAdmin(LargeTableMixin, TenantAdmin):
     Written by the webhook views; `manage.py replay_webhooks` reprocesses failures.
     """
 
-    platform_only = True
-    view_only = True
+    tenant_field = None
     list_display = ("created_at", "channel", "status", "attempts", "processed_at")
     list_filter = ("status", "channel", ("created_at", admin.DateFieldListFilter))
     ordering = ("-created_at",)
@@ -300,7 +301,6 @@ class WebhookEventAdmin(LargeTableMixin, TenantAdmin):
 class WebhookEventPartAdmin(LargeTableMixin, TenantAdmin):
     """A business's own items of a webhook event; the raw body stays with the platform."""
 
-    view_only = True
     list_display = ("created_at", "channel", "business", "channel_account", "status")
     list_filter = (
         "status",

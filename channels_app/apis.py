@@ -19,7 +19,7 @@ from channels_app.selectors import channel_account_list
 from channels_app.serializers import ChannelAccountSerializer
 from channels_app.services import channel_account_create, channel_account_delete, channel_account_update
 from icmp.api.docs import WRITE_ERRORS, errors
-from icmp.api.permissions import CanManageBusiness, IsMaster
+from icmp.api.permissions import IsMaster
 
 TAG = "channel-accounts"
 
@@ -61,7 +61,7 @@ class ChannelAccountFilter(filters.FilterSet):
 )
 class ChannelAccountViewSet(viewsets.ModelViewSet):
     serializer_class = ChannelAccountSerializer
-    permission_classes = [CanManageBusiness]
+    access_model = ChannelAccount._meta.label_lower
     filterset_class = ChannelAccountFilter
     lookup_value_converter = "uuid"
     # PATCH only: a PUT would have to resend every secret.

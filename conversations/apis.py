@@ -55,6 +55,7 @@ class ContactViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, viewsets.GenericViewSet
 ):
     serializer_class = ContactSerializer
+    access_model = Contact._meta.label_lower
     filterset_class = ContactFilter
     lookup_value_converter = "uuid"
     queryset = Contact.objects.none()
@@ -80,6 +81,8 @@ class ContactViewSet(
 )
 class ConversationViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ConversationSerializer
+    access_model = Conversation._meta.label_lower
+    access_actions = {"pause_ai": "change", "resume_ai": "change"}
     filterset_class = ConversationFilter
     lookup_value_converter = "uuid"
     pagination_class = ActivityCursorPagination
@@ -152,6 +155,9 @@ class ConversationViewSet(viewsets.ReadOnlyModelViewSet):
 )
 class ConversationMessageListApi(generics.ListAPIView):
     serializer_class = MessageSerializer
+    # Replying is staff acting on the conversation (the AI is paused), like the inbox's reply.
+    access_model = Conversation._meta.label_lower
+    access_actions = {"post": "change"}
     pagination_class = TranscriptCursorPagination
     filter_backends: list = []
     queryset = Message.objects.none()
@@ -185,6 +191,7 @@ class ConversationMessageListApi(generics.ListAPIView):
     retrieve=extend_schema(tags=["llm-calls"], summary="Get an LLM call with its prompt and response"),
 )
 class LLMCallViewSet(viewsets.ReadOnlyModelViewSet):
+    access_model = LLMCall._meta.label_lower
     filterset_class = LLMCallFilter
     lookup_value_converter = "uuid"
     queryset = LLMCall.objects.none()

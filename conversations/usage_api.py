@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from conversations.models import LLMCall
 from conversations.usage import (
     DEFAULT_GROUPING,
     GROUPINGS,
@@ -115,6 +116,8 @@ class UsageSerializer(serializers.Serializer):
 
 
 class UsageApi(APIView):
+    access_model = LLMCall._meta.label_lower
+
     @extend_schema(
         tags=["llm-calls"],
         summary="Tokens and cost by day, stage and model",

@@ -2,10 +2,10 @@
 
 Staff who are not superusers see and touch only the businesses they are
 members of (`businesses.Membership`), with rights from their role rather than
-Django's permission tables: owners, admins and editors change business data,
-owners and admins also manage keys, members, channel secrets and settings,
-viewers only read. Rows of another tenant are absent from every queryset, so
-their URLs answer 404. Superusers see everything.
+Django's permission tables: what each role may do to each model, and to which
+fields, is `icmp.access.ACCESS`, the table the API obeys too. Rows of another
+tenant are absent from every queryset, so their URLs answer 404. Superusers
+see everything.
 
 Every model admin uses `TenantAdminMixin` (a test walks `admin.site._registry`
 to keep it that way). Message-sized tables add `LargeTableMixin` so a list
@@ -26,7 +26,8 @@ from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from businesses.models import EDIT_ROLES, MANAGE_ROLES, Business
+from businesses.models import Business
+from icmp.access import Access, Action, access_for
 from icmp.admin_paginator import BoundedCountPaginator
 from icmp.admin_roles import (
     business_ids_with,
@@ -124,28 +125,32 @@ class TenantModelForm(forms.ModelForm):
 class TenantAdminMixin:
     """Scoping, role-based permissions and tenant-safe forms for one model admin.
 
-    `tenant_field` leads from the model to its business ("pk" for Business).
-    `write_roles` may add, change and delete; `add_roles` (default: the same)
-    may add. `platform_rows` shows rows with no business (platform defaults)
-    to every member, read-only. `view_only` models are written by the system:
-    nobody adds or changes them, superusers may delete. `platform_only` models
-    belong to no tenant (raw webhook bodies): only superusers see them.
+    Who may view, add, change and delete, and which fields each may set, is
+    the model's row of `icmp.access.ACCESS`, the table the API obeys too;
+    superusers may do what its `platform` column says, to every field.
+    `tenant_field` leads from the model to its business ("pk" for Business;
+    None for platform records no tenant owns, such as raw webhook bodies).
+    `platform_rows` shows rows with no business (platform defaults) to every
+    member, read-only. `write_only_fields` are never shown read-only (their
+    value would be on the page): the admin leaves them out of its fieldsets
+    where the table does not let the user set them.
     """
 
-    tenant_field = "business"
-    write_roles: frozenset[str] = EDIT_ROLES
-    add_roles: frozenset[str] | None = None
+    tenant_field: str | None = "business"
     platform_rows = False
-    view_only = False
-    platform_only = False
     # Fields fixed once the row exists (shown, validated, never changed).
     locked_on_change: tuple[str, ...] = ()
+    write_only_fields: tuple[str, ...] = ()
     form = TenantModelForm
 
     # -- who may do what ------------------------------------------------------
 
+    @property
+    def access(self) -> Access:
+        return access_for(self.model._meta.label_lower)
+
     def tenant_id_of(self, obj: Model) -> Any:
-        if self.platform_only:
+        if self.tenant_field is None:
             return None
         return obj.pk if self.tenant_field == "pk" else getattr(obj, f"{self.tenant_field}_id")
 
@@ -153,44 +158,48 @@ class TenantAdminMixin:
         business_id = self.tenant_id_of(obj)
         return None if business_id is None else member_roles(request).get(business_id)
 
-    def may_write(self, request: HttpRequest, obj: Model | None = None, roles=None) -> bool:
+    def may(self, request: HttpRequest, action: Action, obj: Model | None = None) -> bool:
+        """The table's answer for this user; without `obj`, whether any of their businesses allows it."""
         if is_superuser(request):
-            return True
-        if self.platform_only:
-            return False
-        roles = self.write_roles if roles is None else roles
+            return action in self.access.platform
+        roles = self.access.roles(action)
         if obj is None:
             return any(role in roles for role in member_roles(request).values())
         return self.role_on(request, obj) in roles
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return is_superuser(request) or (not self.platform_only and bool(member_roles(request)))
+        return is_superuser(request) or self.may(request, "view")
 
     def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         if is_superuser(request):
             return True
-        if self.platform_only:
-            return False
-        roles = member_roles(request)
-        if not roles:
-            return False
-        if obj is None:
-            return True
-        business_id = self.tenant_id_of(obj)
-        if business_id is None:
-            return self.platform_rows
-        return business_id in roles
+        if obj is not None and self.tenant_id_of(obj) is None:
+            return self.platform_rows and bool(member_roles(request))
+        return self.may(request, "view", obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return not self.view_only and self.may_write(request, None, self.add_roles)
+        return self.may(request, "add")
 
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return not self.view_only and self.may_write(request, obj)
+        return self.may(request, "change", obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        if self.view_only:
-            return is_superuser(request)
-        return self.may_write(request, obj)
+        return self.may(request, "delete", obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None):
+        """Every field the table does not let this user's roles set is shown, not edited."""
+        readonly = list(super().get_readonly_fields(request, obj))
+        if is_superuser(request):
+            return readonly
+        if obj is None:
+            allowed = {self.tenant_field, *self.access.add_fields}
+        else:
+            allowed = {self.tenant_field, *self.locked_on_change, *self.access.change_fields}
+        for field in self.model._meta.concrete_fields:
+            skip = not field.editable or field.primary_key or field.name in self.write_only_fields
+            if not skip and field.name not in allowed and field.name not in readonly:
+                readonly.append(field.name)
+        return readonly
 
     # -- what they see ----------------------------------------------------------
 
@@ -198,18 +207,19 @@ class TenantAdminMixin:
         queryset = super().get_queryset(request)
         if is_superuser(request):
             return queryset
-        if self.platform_only:
+        if self.tenant_field is None:
             return queryset.none()
         condition = Q(**{f"{self.tenant_field}__in": list(member_roles(request))})
         if self.platform_rows:
             condition |= Q(**{f"{self.tenant_field}__isnull": True})
         return queryset.filter(condition)
 
-    def writable(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        """The part of `queryset` the user may change (for actions)."""
+    def writable(self, request: HttpRequest, queryset: QuerySet, action: Action = "change") -> QuerySet:
+        """The part of `queryset` the user may change (or delete, ...) in a bulk action."""
         if is_superuser(request):
-            return queryset
-        return queryset.filter(**{f"{self.tenant_field}__in": business_ids_with(request, self.write_roles)})
+            return queryset if action in self.access.platform else queryset.none()
+        business_ids = business_ids_with(request, self.access.roles(action))
+        return queryset.filter(**{f"{self.tenant_field}__in": business_ids})
 
     def get_object(self, request: HttpRequest, object_id, from_field=None):
         """Another tenant's id (or an unknown one) is a 404, never a redirect."""
@@ -225,7 +235,7 @@ class TenantAdminMixin:
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if not is_superuser(request):
             if "queryset" not in kwargs:
-                queryset = choices_for(request, db_field.related_model, write_roles=self.write_roles)
+                queryset = choices_for(request, db_field.related_model, write_roles=self.access.writers)
                 if queryset is not None:
                     kwargs["queryset"] = queryset
             if db_field.name == self.tenant_field:
@@ -237,9 +247,9 @@ class TenantAdminMixin:
         form = super().get_form(request, obj, change, **kwargs)
         fields = form.base_fields
         if obj is None:
-            if self.add_roles is not None and self.tenant_field in fields and not is_superuser(request):
+            if self.tenant_field in fields and not is_superuser(request):
                 fields[self.tenant_field].queryset = Business.objects.filter(
-                    pk__in=business_ids_with(request, self.add_roles)
+                    pk__in=business_ids_with(request, self.access.add)
                 )
             return form
         business_id = self.tenant_id_of(obj)
@@ -269,7 +279,7 @@ class TenantAdminMixin:
             obj.save()
 
     def check_writable(self, request: HttpRequest, obj: Model) -> None:
-        if not self.may_write(request, obj):
+        if not self.may(request, "add" if obj._state.adding else "change", obj):
             raise PermissionDenied
 
     def get_deleted_objects(self, objs, request):
@@ -279,7 +289,7 @@ class TenantAdminMixin:
         return deleted, model_count, perms_needed, protected
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        super().delete_queryset(request, self.writable(request, queryset))
+        super().delete_queryset(request, self.writable(request, queryset, "delete"))
 
     # -- a refused write is a message, not a 500 --------------------------------
 
@@ -329,39 +339,60 @@ class TenantHistoryAdmin(TenantAdminMixin, SimpleHistoryAdmin):
 
 
 class TenantInlineMixin:
-    """An inline whose rows belong to the parent's business; rights follow the parent."""
+    """An inline whose rows belong to the parent's business; rights follow the parent.
 
-    write_roles: frozenset[str] = MANAGE_ROLES
+    Its row of `icmp.access.ACCESS` also says which fields a new and an existing row offer,
+    to superusers too: the others (whose membership it is) are shown, never changed.
+    """
+
+    @property
+    def access(self) -> Access:
+        return access_for(self.model._meta.label_lower)
 
     def _parent_business_id(self, obj: Model | None) -> Any:
         if obj is None:
             return None
         return obj.pk if isinstance(obj, Business) else getattr(obj, "business_id", None)
 
-    def _may_write(self, request: HttpRequest, obj: Model | None) -> bool:
+    def _may(self, request: HttpRequest, action: Action, obj: Model | None) -> bool:
         if is_superuser(request):
-            return True
-        return member_roles(request).get(self._parent_business_id(obj)) in self.write_roles
+            return action in self.access.platform
+        return member_roles(request).get(self._parent_business_id(obj)) in self.access.roles(action)
 
     def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         if is_superuser(request):
             return True
         if obj is None:
             return bool(member_roles(request))
-        return self._parent_business_id(obj) in member_roles(request)
+        return self._may(request, "view", obj)
 
     def has_add_permission(self, request: HttpRequest, obj: Model | None) -> bool:
-        return self._may_write(request, obj)
+        return self._may(request, "add", obj)
 
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return self._may_write(request, obj)
+        return self._may(request, "change", obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return self._may_write(request, obj)
+        return self._may(request, "delete", obj)
+
+    def get_formset(self, request: HttpRequest, obj: Model | None = None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        access = self.access
+        data_fields = {f.name for f in self.model._meta.concrete_fields if not f.primary_key}
+
+        class TableFormSet(formset):
+            def add_fields(self, form, index):
+                super().add_fields(form, index)
+                allowed = access.add_fields if form.instance._state.adding else access.change_fields
+                for name, field in form.fields.items():
+                    if name in data_fields and name != self.fk.name and name not in allowed:
+                        field.disabled = True
+
+        return TableFormSet
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if not is_superuser(request) and "queryset" not in kwargs:
-            queryset = choices_for(request, db_field.related_model, write_roles=self.write_roles)
+            queryset = choices_for(request, db_field.related_model, write_roles=self.access.writers)
             if queryset is not None:
                 kwargs["queryset"] = queryset
         return super().formfield_for_foreignkey(db_field, request, **kwargs)

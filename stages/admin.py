@@ -150,5 +150,5 @@ class StageAdmin(VersionedAdminMixin, TenantHistoryAdmin):
         stage_delete(stage=obj)
 
     def delete_queryset(self, request, queryset):
-        for stage in self.writable(request, queryset):
+        for stage in self.writable(request, queryset, "delete"):
             stage_delete(stage=stage)

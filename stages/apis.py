@@ -41,6 +41,7 @@ class StagePagination(CreatedCursorPagination):
 )
 class StageViewSet(viewsets.ModelViewSet):
     serializer_class = StageSerializer
+    access_model = Stage._meta.label_lower
     lookup_value_converter = "uuid"
     pagination_class = StagePagination
 

@@ -136,5 +136,5 @@ class PromptTemplateAdmin(VersionedAdminMixin, TenantHistoryAdmin):
         template_delete(template=obj)
 
     def delete_queryset(self, request, queryset):
-        for template in self.writable(request, queryset):
+        for template in self.writable(request, queryset, "delete"):
             template_delete(template=template)

@@ -12,13 +12,10 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from businesses.models import Business
-from icmp.api.permissions import principal_of
-from icmp.api.principal import PrincipalKind
 from icmp.errors import ApplicationError
 from stages.selectors import stage_get, stage_initial_get, stage_list
 from templates_app.models import PromptTemplate
@@ -89,18 +86,6 @@ def conversation_preview_get(*, business: Business, conversation_id: UUID) -> Pr
     )
 
 
-class CanPreview(BasePermission):
-    """Previewing writes nothing, so viewers may do it too."""
-
-    def has_permission(self, request: Request, view) -> bool:
-        principal = principal_of(request)
-        return (
-            principal is not None
-            and principal.kind == PrincipalKind.BUSINESS
-            and principal.business is not None
-        )
-
-
 _include_platform = OpenApiParameter(
     "include_platform",
     OpenApiTypes.BOOL,
@@ -134,6 +119,9 @@ _include_platform = OpenApiParameter(
 )
 class TemplateViewSet(viewsets.ModelViewSet):
     serializer_class = TemplateSerializer
+    access_model = PromptTemplate._meta.label_lower
+    # Previewing writes nothing, so viewers may do it too.
+    access_actions = {"preview": "view"}
     lookup_value_converter = "uuid"
     filterset_fields = ["kind", "is_default"]
     conversation_lookup = staticmethod(conversation_preview_get)
@@ -157,11 +145,6 @@ class TemplateViewSet(viewsets.ModelViewSet):
             return serializers.BooleanField().to_internal_value(raw)
         except serializers.ValidationError as exc:
             raise serializers.ValidationError({"include_platform": exc.detail})
-
-    def get_permissions(self):
-        if self.action == "preview":
-            return [CanPreview()]
-        return super().get_permissions()
 
     def perform_create(self, serializer: TemplateSerializer) -> None:
         serializer.instance = template_create(

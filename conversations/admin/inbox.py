@@ -163,10 +163,6 @@ class ConversationAdmin(LargeTableMixin, TenantAdmin):
         "id",
     )
 
-    def has_add_permission(self, request):
-        # Conversations start when a customer writes.
-        return False
-
     def get_changelist(self, request, **kwargs):
         return InboxChangeList
 

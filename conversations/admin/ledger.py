@@ -12,7 +12,6 @@ from .links import admin_link
 
 @admin.register(LLMCall)
 class LLMCallAdmin(LargeTableMixin, TenantAdmin):
-    view_only = True
     list_display = (
         "created_at",
         "purpose",

@@ -60,7 +60,6 @@ class ContactAdmin(LargeTableMixin, TenantAdmin):
 
 @admin.register(Message)
 class MessageAdmin(LargeTableMixin, TenantAdmin):
-    view_only = True
     list_display = ("created_at", "conversation", "direction", "author", "type", "short_text", "status")
     list_filter = (
         "direction",

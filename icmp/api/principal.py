@@ -38,15 +38,3 @@ class Principal:
         if self.user_id is not None:
             return f"user:{self.user_id}"
         return f"platform:{self.kind}"
-
-    @property
-    def can_edit(self) -> bool:
-        from businesses.models import EDIT_ROLES
-
-        return self.role is None or self.role in EDIT_ROLES
-
-    @property
-    def can_manage(self) -> bool:
-        from businesses.models import MANAGE_ROLES
-
-        return self.role is None or self.role in MANAGE_ROLES

@@ -44,6 +44,7 @@ class FakeGraphAPI:
         self.requests: list[RecordedRequest] = []
         # What GET /{version}/{node} answers for each access token: Meta's view of who may read what.
         self.nodes: dict[str, dict[str, dict[str, Any]]] = {}
+        self.everything_owned = False
         self._script: deque[Scripted] = deque()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -111,6 +112,10 @@ class FakeGraphAPI:
         """GET /{version}/{node} with `token` answers `answer`; other nodes answer error 100."""
         self.nodes.setdefault(token, {})[node] = answer
 
+    def trust_every_token(self) -> None:
+        """Every token may read every phone number node (for tests about something else)."""
+        self.everything_owned = True
+
     def owns(self, token: str, kind: str, external_id: str, name: str = "Owned account") -> None:
         """`token` controls `external_id`, the way each channel's ownership check asks Meta."""
         if kind == "whatsapp":
@@ -160,6 +165,8 @@ class FakeGraphAPI:
     def _node(self, path: str, headers: dict[str, str]) -> Scripted:
         token = headers.get("Authorization", "").removeprefix("Bearer ")
         node = path.split("?")[0].strip("/").split("/")[-1]
+        if self.everything_owned and node != "me":
+            return Scripted(body={"id": node, "display_phone_number": "+1 555 0100", "verified_name": "Any"})
         if token not in self.nodes:
             return Scripted(
                 status=401,

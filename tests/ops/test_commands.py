@@ -357,6 +357,26 @@ def test_add_member_gives_an_owner_without_a_password_a_login(db):
     assert Membership.objects.filter(business=business).count() == 1
 
 
+def test_add_member_never_leaves_a_business_without_an_owner(alice):
+    before = row_counts()
+
+    error = fails("add_member", "alices-bakery", "alice@example.com", "--role", "viewer")
+
+    assert "at least one owner" in error
+    assert row_counts() == before
+    assert Membership.objects.get(business=alice.business, user=alice.owner).role == "owner"
+
+
+def test_add_member_hands_a_business_over_once_another_owner_exists(alice):
+    run("add_member", "alices-bakery", "olga@example.com", "--role", "owner")
+
+    run("add_member", "alices-bakery", "alice@example.com", "--role", "admin")
+
+    assert Membership.objects.get(business=alice.business, user=alice.owner).role == "admin"
+    # The business's owner field follows the owner role.
+    assert Business.objects.get(pk=alice.business.pk).owner.email == "olga@example.com"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
