@@ -209,7 +209,10 @@ class TemplateViewSet(viewsets.ModelViewSet):
         try:
             rendered = render(kind=template.kind, content=template.content, context=context)
         except TemplateRenderError as exc:
-            raise ApplicationError(f"The template does not render: {exc}", code="render_error")
+            raise ApplicationError(
+                f"The template does not render: {exc}",
+                code=exc.limit.code if exc.limit is not None else "render_error",
+            )
         return Response(
             TemplatePreviewResultSerializer(
                 {"rendered": rendered, "variables": list(VARIABLES[template.kind])}
