@@ -117,7 +117,10 @@ _include_platform = OpenApiParameter(
     create=extend_schema(
         summary="Create a template",
         description="The content is checked in the sandbox: unknown variables, syntax errors and "
-        "access to internals are refused. `is_default` clears it on your other template of that kind.",
+        "access to internals are refused (`invalid_template`), and so is a template that goes over one "
+        "of the sandbox's limits on size and work, with the limit as the code (`loop_iterations_limit`, "
+        "`value_size_limit`, `render_work_limit` …). `is_default` clears it on your other template of "
+        "that kind.",
         responses={201: TemplateSerializer, 400: _ERRORS[400]},
     ),
     update=extend_schema(summary="Replace a template", responses={200: TemplateSerializer, **_ERRORS}),
@@ -189,7 +192,10 @@ class TemplateViewSet(viewsets.ModelViewSet):
         request=TemplatePreviewSerializer,
         responses={
             200: TemplatePreviewResultSerializer,
-            400: OpenApiResponse(description="Invalid input, or the template fails to render."),
+            400: OpenApiResponse(
+                description="Invalid input, or the template fails to render (`render_error`, or the "
+                "limit it went over as the code, e.g. `loop_iterations_limit`)."
+            ),
             404: _ERRORS[404],
         },
     )

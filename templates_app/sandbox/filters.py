@@ -162,8 +162,8 @@ def guard_filter(environment: Any, name: str, func: Callable[..., Any]) -> Calla
     def guarded(*args: Any, **kwargs: Any) -> Any:
         try:
             bound = signature.bind(*args[lead:], **kwargs)
-        except TypeError:
-            return func(*args, **kwargs)  # wrong arguments: the filter's own error
+        except TypeError as exc:
+            raise TypeError(f"{name}: {exc}") from None
         bound.apply_defaults()
         arguments = bound.arguments
         value = arguments[value_param]
