@@ -55,12 +55,10 @@ def schema_errors(schema: Any) -> list[dict[str, str]]:
 
 def tenant_schema_errors(schema: Any) -> list[dict[str, str]]:
     """`schema_errors`, and the regular expressions refused in a schema a tenant writes."""
-    errors = schema_errors(schema)
-    if errors:
-        return errors
     try:
-        return pattern_errors(schema)
+        return schema_errors(schema) or pattern_errors(schema)
     except RecursionError:
+        # jsonschema walks subschemas recursively: a few hundred levels exhaust the stack.
         return [{"path": "(root)", "message": "The schema is nested too deeply."}]
 
 

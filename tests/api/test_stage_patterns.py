@@ -118,3 +118,18 @@ def test_the_admin_stage_form_refuses_an_unsafe_pattern_naming_it(alice, alice_e
     assert "^(a+)+$" in html
     alice.stage.refresh_from_db()
     assert alice.stage.data_schema == {}
+
+
+def test_a_schema_nested_too_deeply_is_a_400_not_a_server_error(alice):
+    nested: dict = {"type": "string"}
+    for _ in range(300):
+        nested = {"not": nested}
+    schema = {"type": "object", "properties": {"x": nested}}
+
+    response = alice.client().post(
+        LIST, {"key": "deep", "name": "Deep", "data_schema": schema}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_schema"
+    assert "nested too deeply" in response.json()["error"]["message"]
