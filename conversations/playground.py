@@ -267,7 +267,8 @@ def playground_prompts_render(*, ctx: TurnContext, kind: str | None = None) -> l
         if wanted is not None and prompt.template is None:
             # The pipeline falls back to the built-in text rather than go silent; say so here.
             warning = (
-                "The template failed to render with this data; the pipeline would use the built-in text."
+                f"The template failed to render with this data ({prompt.render_error}); "
+                "the pipeline would use the built-in text."
             )
         rendered.append(
             RenderedPrompt(

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import SchemaError, ValidationError
+
+from icmp.schema_patterns import (
+    PatternError,
+    combination_problem,
+    pattern_errors,
+    re2_compile,
+    re2_search,
+    schema_patterns,
+)
 
 
 def load_schema(path: Path) -> dict[str, Any]:
@@ -41,3 +51,77 @@ def schema_errors(schema: Any) -> list[dict[str, str]]:
         path = "/".join(str(p) for p in exc.absolute_path)
         return [{"path": path or "(root)", "message": exc.message}]
     return []
+
+
+def tenant_schema_errors(schema: Any) -> list[dict[str, str]]:
+    """`schema_errors`, and the regular expressions refused in a schema a tenant writes."""
+    try:
+        return schema_errors(schema) or pattern_errors(schema)
+    except RecursionError:
+        # jsonschema walks subschemas recursively: a few hundred levels exhaust the stack.
+        return [{"path": "(root)", "message": "The schema is nested too deeply."}]
+
+
+# --- validating against a tenant's schema: every pattern runs on RE2 ------------------
+
+
+def _pattern(
+    validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
+) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not re2_search(pattern, instance):
+        yield ValidationError(f"does not match {pattern!r}")
+
+
+def _pattern_properties(
+    validator: Any, patterns: dict[str, Any], instance: Any, schema: dict[str, Any]
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            if re2_search(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional_properties(
+    validator: Any, additional: Any, instance: Any, schema: dict[str, Any]
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    properties = schema.get("properties", {})
+    patterns = list(schema.get("patternProperties", {}))
+    extras = sorted(
+        key
+        for key in instance
+        if key not in properties and not any(re2_search(pattern, key) for pattern in patterns)
+    )
+    if validator.is_type(additional, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], additional, path=extra)
+    elif not additional and extras:
+        yield ValidationError(f"Additional properties are not allowed ({', '.join(map(repr, extras))})")
+
+
+_TenantValidator = validators.extend(
+    Draft202012Validator,
+    validators={
+        "pattern": _pattern,
+        "patternProperties": _pattern_properties,
+        "additionalProperties": _additional_properties,
+    },
+)
+
+
+def tenant_schema_validator(schema: dict[str, Any]) -> Draft202012Validator:
+    """A validator for a schema a tenant wrote, whose patterns run on RE2 (linear time).
+
+    Raises PatternError when the schema has a pattern RE2 cannot compile, or
+    combines unevaluatedProperties with patternProperties (which jsonschema
+    would match with Python's re): a schema saved before such schemas were refused.
+    """
+    for _, pattern in schema_patterns(schema):
+        re2_compile(pattern)
+    combination = combination_problem(schema)
+    if combination:
+        raise PatternError(combination)
+    return _TenantValidator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)

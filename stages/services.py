@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 
 from businesses.models import Business
 from icmp.errors import ApplicationError
-from icmp.jsonschemas import schema_errors
+from icmp.jsonschemas import tenant_schema_errors
 from stages.models import Stage
 from stages.selectors import TEMPLATE_FIELDS
 from templates_app.models import PromptTemplate
@@ -53,9 +53,11 @@ def _remote_refs(node: Any, path: str = "") -> list[str]:
 def stage_data_schema_validate(*, data_schema: Any) -> None:
     """A stage collects an object: its schema is a valid JSON Schema of `type: object`.
 
-    `{}` (the default) means the stage collects nothing.
+    `{}` (the default) means the stage collects nothing. Its patterns run on model
+    output, so one that can backtrack catastrophically, or that RE2 cannot run,
+    is refused (see `icmp.schema_patterns`).
     """
-    errors = schema_errors(data_schema)
+    errors = tenant_schema_errors(data_schema)
     if not errors and data_schema != {}:
         if data_schema.get("type") != "object":
             errors.append({"path": "type", "message": 'A stage schema must have "type": "object".'})

@@ -102,7 +102,10 @@ _include_platform = OpenApiParameter(
     create=extend_schema(
         summary="Create a template",
         description="The content is checked in the sandbox: unknown variables, syntax errors and "
-        "access to internals are refused. `is_default` clears it on your other template of that kind.",
+        "access to internals are refused (`invalid_template`), and so is a template that goes over one "
+        "of the sandbox's limits on size and work, with the limit as the code (`loop_iterations_limit`, "
+        "`value_size_limit`, `render_work_limit` …). `is_default` clears it on your other template of "
+        "that kind.",
         responses={201: TemplateSerializer, 400: _ERRORS[400]},
     ),
     update=extend_schema(summary="Replace a template", responses={200: TemplateSerializer, **_ERRORS}),
@@ -172,7 +175,10 @@ class TemplateViewSet(viewsets.ModelViewSet):
         request=TemplatePreviewSerializer,
         responses={
             200: TemplatePreviewResultSerializer,
-            400: OpenApiResponse(description="Invalid input, or the template fails to render."),
+            400: OpenApiResponse(
+                description="Invalid input, or the template fails to render (`render_error`, or the "
+                "limit it went over as the code, e.g. `loop_iterations_limit`)."
+            ),
             404: _ERRORS[404],
         },
     )
@@ -192,7 +198,10 @@ class TemplateViewSet(viewsets.ModelViewSet):
         try:
             rendered = render(kind=template.kind, content=template.content, context=context)
         except TemplateRenderError as exc:
-            raise ApplicationError(f"The template does not render: {exc}", code="render_error")
+            raise ApplicationError(
+                f"The template does not render: {exc}",
+                code=exc.limit.code if exc.limit is not None else "render_error",
+            )
         return Response(
             TemplatePreviewResultSerializer(
                 {"rendered": rendered, "variables": list(VARIABLES[template.kind])}

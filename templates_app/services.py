@@ -20,11 +20,20 @@ UPDATABLE_FIELDS = ("name", "description", "content", "is_default")
 
 
 def template_content_validate(*, kind: str, content: str) -> None:
-    """Refuse content with unknown variables, syntax errors or sandbox violations."""
-    problems = [str(p) for p in template_problems(kind=kind, content=content)]
+    """Refuse content with unknown variables, syntax errors, sandbox violations or over a limit.
+
+    A template over one of the sandbox's limits gets that limit's code
+    (`loop_iterations_limit`, `value_size_limit` …); anything else is `invalid_template`.
+    """
+    problems = template_problems(kind=kind, content=content)
     if problems:
+        limit = next((p.limit for p in problems if p.limit is not None), None)
+        messages = [str(p) for p in problems]
         raise ApplicationError(
-            "; ".join(problems), code="invalid_template", field="content", details={"content": problems}
+            "; ".join(messages),
+            code=limit.code if limit is not None else "invalid_template",
+            field="content",
+            details={"content": messages},
         )
 
 

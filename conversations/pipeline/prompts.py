@@ -70,6 +70,8 @@ class Prompt:
     response_format: dict[str, Any] | None
     # For extraction: the stage's original schema, which the answer is validated against.
     schema: dict[str, Any] | None = None
+    # Why the stage's template did not render, when the built-in instructions stood in for it.
+    render_error: str = ""
 
 
 # --- template variables -----------------------------------------------------------
@@ -117,16 +119,20 @@ def template_variables(
 
 def instructions_render(
     ctx: TurnContext, *, kind: str, stage: StageInfo | None, collected_data: dict[str, Any]
-) -> tuple[str, TemplateInfo | None]:
-    """The system message for `kind` and the template it came from (None: the built-in)."""
+) -> tuple[str, TemplateInfo | None, str]:
+    """The system message for `kind`, the template it came from (None: the built-in),
+    and why that template did not render when the built-in stood in for it."""
     variables = template_variables(ctx, kind=kind, stage=stage, collected_data=collected_data)
     template = ctx.templates_for(stage).get(kind)
     log_extra = {"business": str(ctx.business_id), "conversation": str(ctx.conversation_id)}
+    error = ""
     if template is not None:
         try:
-            return render(kind=kind, content=template.content, context=variables), template
+            return render(kind=kind, content=template.content, context=variables), template, ""
         except TemplateRenderError as exc:
-            # A tenant's template that broke at render time must not silence the assistant.
+            # A tenant's template that broke at render time (or went over a sandbox limit)
+            # must not silence the assistant.
+            error = str(exc)
             logger.warning(
                 "Template %s (%s) failed to render, using the built-in instructions: %s",
                 template.id,
@@ -136,7 +142,7 @@ def instructions_render(
             )
     else:
         logger.warning("No %s template resolves; using the built-in instructions", kind, extra=log_extra)
-    return render(kind=kind, content=BUILTIN_TEMPLATES[kind], context=variables), None
+    return render(kind=kind, content=BUILTIN_TEMPLATES[kind], context=variables), None, error
 
 
 def conversation_messages(ctx: TurnContext) -> list[dict[str, str]]:
@@ -158,7 +164,7 @@ def _prompt(
     response_format: dict[str, Any] | None,
     schema: dict[str, Any] | None = None,
 ) -> Prompt:
-    system, template = instructions_render(ctx, kind=kind, stage=stage, collected_data=collected_data)
+    system, template, error = instructions_render(ctx, kind=kind, stage=stage, collected_data=collected_data)
     return Prompt(
         purpose=purpose,
         stage=stage,
@@ -166,6 +172,7 @@ def _prompt(
         messages=[{"role": "system", "content": system}, *conversation_messages(ctx)],
         response_format=response_format,
         schema=schema,
+        render_error=error,
     )
 
 

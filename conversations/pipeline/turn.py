@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from conversations.llm.client import LLMCallable, LLMRequest, LLMResult
@@ -26,6 +25,8 @@ from conversations.pipeline.prompts import (
     response_prompt,
     selection_prompt,
 )
+from icmp.jsonschemas import tenant_schema_validator
+from icmp.schema_patterns import PatternError
 from templates_app.rendering import HANDOFF_KEY
 
 logger = logging.getLogger(__name__)
@@ -163,12 +164,14 @@ def extraction_errors(schema: dict[str, Any], data: Any) -> list[str]:
     if not isinstance(data, dict):
         return ["(root): the answer must be one JSON object"]
     try:
-        validator = Draft202012Validator(
-            schema_partial(schema), format_checker=Draft202012Validator.FORMAT_CHECKER
-        )
+        # The stage's patterns run on RE2: linear in the length of the model's answer.
+        validator = tenant_schema_validator(schema_partial(schema))
         found = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     except SchemaError as exc:
         logger.warning("A stage's data schema is not a valid JSON Schema: %s", exc.message)
+        return ["(root): the stage's schema is invalid"]
+    except PatternError as exc:
+        logger.warning("A stage's data schema has a pattern that cannot run: %s", exc)
         return ["(root): the stage's schema is invalid"]
     errors = []
     for error in found:
