@@ -54,17 +54,25 @@ class StrictBooleanFilter(filters.Filter):
 
 class ContactFilter(filters.FilterSet):
     channel_account = filters.UUIDFilter(field_name="channel_account_id", help_text="Channel account id.")
-    q = filters.CharFilter(method="search", help_text="Search in name and external_id.")
+    q = filters.CharFilter(
+        method="search", max_length=160, help_text="Search in name, username, phone, BSUID and external_id."
+    )
 
     class Meta:
         model = Contact
         fields = ["channel_account", "q"]
 
     def search(self, queryset: QuerySet[Contact], name: str, value: str) -> QuerySet[Contact]:
-        value = value.strip()
-        if not value:
-            return queryset
-        return queryset.filter(Q(name__icontains=value) | Q(external_id__icontains=value))
+        return queryset.filter(contact_search(value)) if value.strip() else queryset
+
+
+def contact_search(value: str, prefix: str = "") -> Q:
+    """A contact by any of its names or ids (`prefix` reaches it from another model)."""
+    value = value.strip()
+    condition = Q()
+    for field in ("name", "username", "phone", "bsuid", "parent_bsuid", "external_id"):
+        condition |= Q(**{f"{prefix}{field}__icontains": value})
+    return condition
 
 
 class ConversationFilter(filters.FilterSet):
@@ -77,10 +85,18 @@ class ConversationFilter(filters.FilterSet):
     channel_account = filters.UUIDFilter(field_name="channel_account_id", help_text="Channel account id.")
     stage = filters.CharFilter(method="filter_stage", max_length=64, help_text="Stage key (or stage id).")
     contact = filters.UUIDFilter(field_name="contact_id", help_text="Contact id.")
+    q = filters.CharFilter(
+        method="search",
+        max_length=160,
+        help_text="The contact's name, username, phone number, BSUID or external_id (substring).",
+    )
 
     class Meta:
         model = Conversation
-        fields = ["status", "ai_mode", "needs_human", "channel", "channel_account", "stage", "contact"]
+        fields = ["status", "ai_mode", "needs_human", "channel", "channel_account", "stage", "contact", "q"]
+
+    def search(self, queryset: QuerySet[Conversation], name: str, value: str) -> QuerySet[Conversation]:
+        return queryset.filter(contact_search(value, "contact__")) if value.strip() else queryset
 
     def filter_stage(self, queryset: QuerySet[Conversation], name: str, value: str) -> QuerySet[Conversation]:
         try:

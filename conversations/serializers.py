@@ -8,21 +8,46 @@ from channels_app.models import ChannelKind
 from conversations.models import Contact, Conversation, LLMCall, Message
 from icmp.api.serializers import StrictFieldsMixin
 
+IDENTITY_HELP = {
+    "phone": "The customer's phone number, when the channel shares it (WhatsApp users with a "
+    "username may hide it); null otherwise.",
+    "bsuid": "WhatsApp business-scoped user id, when there is one; null otherwise.",
+    "parent_bsuid": "WhatsApp parent BSUID (linked business portfolios); null otherwise.",
+    "username": "WhatsApp username, when the customer has one.",
+}
+
 
 class ContactSerializer(StrictFieldsMixin, serializers.ModelSerializer):
-    """A customer on one channel account. Only `name` is writable."""
+    """A customer on one channel account. Only `name` is writable.
+
+    `external_id` is the id inbound messages are matched on: on WhatsApp the
+    BSUID when there is one, else the phone number.
+    """
 
     class Meta:
         model = Contact
-        fields = ["id", "external_id", "name", "channel_account", "created_at", "updated_at"]
-        read_only_fields = ["id", "external_id", "channel_account", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "external_id",
+            "name",
+            "phone",
+            "bsuid",
+            "parent_bsuid",
+            "username",
+            "channel_account",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [name for name in fields if name != "name"]
+        extra_kwargs = {name: {"help_text": text} for name, text in IDENTITY_HELP.items()}
 
 
 class ContactSummarySerializer(serializers.ModelSerializer):
     class Meta:
         model = Contact
-        fields = ["id", "external_id", "name"]
+        fields = ["id", "external_id", "name", "phone", "bsuid", "username"]
         read_only_fields = fields
+        extra_kwargs = {name: {"help_text": IDENTITY_HELP[name]} for name in ("phone", "bsuid", "username")}
 
 
 class ConversationSerializer(serializers.ModelSerializer):

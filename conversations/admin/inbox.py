@@ -133,8 +133,15 @@ class ConversationAdmin(LargeTableMixin, TenantAdmin):
         ("business", TenantRelatedFilter),
         ("channel_account", TenantRelatedFilter),
     )
-    search_fields = ("contact__name", "=contact__external_id", "handoff_reason")
-    search_help_text = "Contact name, the channel's id for the contact (exact), or handoff reason."
+    search_fields = (
+        "contact__name",
+        "contact__username",
+        "=contact__phone",
+        "=contact__bsuid",
+        "=contact__external_id",
+        "handoff_reason",
+    )
+    search_help_text = "Contact name or username, phone number or BSUID (exact), or handoff reason."
     list_select_related = ("contact", "business", "channel_account", "stage")
     ordering = ("-last_message_at", "-id")
     actions = ["pause_ai", "resume_ai"]

@@ -31,17 +31,37 @@ class ContactAdmin(LargeTableMixin, TenantAdmin):
     form = ContactForm
     # The channel's id for the customer is what inbound messages are matched on.
     locked_on_change = ("channel_account", "external_id")
-    list_display = ("__str__", "external_id", "channel_account", "business", "created_at")
+    list_display = (
+        "__str__",
+        "username",
+        "phone",
+        "external_id",
+        "channel_account",
+        "business",
+        "created_at",
+    )
     list_filter = (
         ("business", TenantRelatedFilter),
         ("channel_account", TenantRelatedFilter),
         ("created_at", admin.DateFieldListFilter),
     )
-    search_fields = ("name", "=external_id")
+    search_fields = ("name", "username", "=phone", "=bsuid", "=external_id")
     list_select_related = ("business", "channel_account")
     ordering = ("-created_at",)
-    fields = ("business", "channel_account", "external_id", "name", "conversations_link", "created_at")
-    readonly_fields = ("conversations_link", "created_at")
+    fields = (
+        "business",
+        "channel_account",
+        "external_id",
+        "name",
+        "phone",
+        "username",
+        "bsuid",
+        "parent_bsuid",
+        "conversations_link",
+        "created_at",
+    )
+    # What the channel shares: staff read it, the channels write it.
+    readonly_fields = ("phone", "username", "bsuid", "parent_bsuid", "conversations_link", "created_at")
 
     @admin.display(description="conversations")
     def conversations_link(self, obj):

@@ -149,6 +149,9 @@ def test_a_conversation_shows_its_contact_channel_stage_and_ai_state(alice):
         "id": str(alice.contact.pk),
         "external_id": alice.contact.external_id,
         "name": "Customer",
+        "phone": None,
+        "bsuid": None,
+        "username": "",
     }
     assert body["channel_account"] == str(alice.channel.pk)
     assert body["channel"] == "whatsapp"

@@ -120,3 +120,31 @@ def test_concurrent_duplicates_are_processed_once_end_to_end(alice):
     assert message.status == MessageStatus.SKIPPED
     assert message.attempts == 1  # one turn handled it
     assert message.conversation.needs_human is True
+
+
+def test_one_person_by_number_by_bsuid_and_by_both_at_once_ends_as_one_contact(alice, enqueued):
+    """Usernames: the same customer may arrive by number, by BSUID or by both, concurrently."""
+    accounts = meta_accounts(alice.business)
+    bsuid = "BR.80011122233344455566"
+
+    def message(n: int):
+        payload = fixture("whatsapp", "number_and_bsuid")
+        value = payload["entry"][0]["changes"][0]["value"]
+        item, contact = value["messages"][0], value["contacts"][0]
+        item["id"] = f"wamid.MERGE{n}"
+        if n % 3 == 0:  # the number only
+            item.pop("from_user_id"), contact.pop("user_id")
+        elif n % 3 == 1:  # the BSUID only
+            item.pop("from"), contact.pop("wa_id")
+        return lambda: post_json("whatsapp", payload)
+
+    codes = at_once([message(n) for n in range(THREADS)])
+
+    assert codes == [200] * THREADS
+    assert WebhookEvent.objects.filter(status=WebhookEventStatus.PROCESSED).count() == THREADS
+    [contact] = Contact.objects.filter(channel_account=accounts["whatsapp"])
+    assert (contact.phone, contact.bsuid, contact.external_id) == (ANA, bsuid, bsuid)
+    [conversation] = Conversation.objects.filter(contact=contact, status="open")
+    pending = Message.objects.filter(channel_account=accounts["whatsapp"], status=MessageStatus.RECEIVED)
+    assert pending.count() == THREADS
+    assert set(pending.values_list("conversation_id", flat=True)) == {conversation.pk}

@@ -237,7 +237,17 @@ CONTACT_OF = {"whatsapp": ANA, "messenger": PSID, "instagram": IGSID}
 # Fixtures whose storing is asserted by the dedicated tests further down.
 COVERED_ELSEWHERE = {
     ("whatsapp", "batched"),
-    ("whatsapp", "system"),  # tests/channels/test_whatsapp_identity.py
+    # tests/channels/test_whatsapp_identity.py
+    ("whatsapp", "system"),
+    ("whatsapp", "number_withheld"),
+    ("whatsapp", "number_and_bsuid"),
+    ("whatsapp", "parent_bsuid"),
+    ("whatsapp", "user_id_update"),
+    ("whatsapp", "system_user_id"),
+    ("whatsapp", "status_user_id"),
+    ("whatsapp", "edit"),
+    ("whatsapp", "revoke"),
+    ("whatsapp", "no_sender"),
     ("whatsapp", "reaction"),
     ("whatsapp", "status_sent"),
     ("whatsapp", "status_delivered"),

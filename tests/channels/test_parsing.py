@@ -55,7 +55,7 @@ def at(seconds: float) -> datetime:
 )
 def test_every_fixture_parses_into_items_without_problems(channel: str, name: str) -> None:
     batch = parse(channel, name)
-    assert batch.messages or batch.statuses or batch.errors or batch.identity_updates
+    assert batch.messages or batch.statuses or batch.errors or batch.identity_updates or batch.rejected
     for message in batch.messages:
         assert message.timestamp.tzinfo is not None
         assert message.raw  # the original item is kept for the transcript

@@ -7,6 +7,8 @@ the real `openai` client talks to the fake OpenAI server and the real
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from conversations.models import (
@@ -209,3 +211,44 @@ def test_a_handoff_stage_pauses_the_ai_and_sends_the_holding_message_once(
         "I'm passing you to a colleague.",
         "A person from our team will answer you shortly.",
     ]
+
+
+def test_a_customer_without_a_phone_number_is_answered_by_bsuid(
+    shop, fake_llm, fake_graph, django_capture_on_commit_callbacks
+):
+    tenant, _ = shop
+    bsuid = "US.13491208655302741918"
+    payload = whatsapp.envelope(
+        tenant.channel.external_id,
+        {
+            "contacts": [{"profile": {"name": "Bia", "username": "bia.flowers"}, "user_id": bsuid}],
+            "messages": [
+                {
+                    "id": "wamid.e2e.bsuid",
+                    "timestamp": str(int(time.time())),  # inside the 24-hour window
+                    "type": "text",
+                    "text": {"body": "Oi!"},
+                }
+            ],
+        },
+    )
+    fake_llm.on("response", {"reply": "Oi Bia! How can I help?", "quick_replies": []})
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert whatsapp.post_signed(payload, APP_SECRET).status_code == 200
+
+    replies = [r.body for r in fake_graph.requests if (r.body or {}).get("type") == "text"]
+    assert [r["text"]["body"] for r in replies] == ["Oi Bia! How can I help?"]
+    assert replies[0]["recipient"] == bsuid and "to" not in replies[0]
+    conversation = Conversation.objects.get(contact__bsuid=bsuid)
+    assert Message.objects.get(external_id="wamid.e2e.bsuid").status == MessageStatus.ANSWERED
+
+    # A staff member takes over: the staff reply goes the same way.
+    with django_capture_on_commit_callbacks(execute=True):
+        response = tenant.client().post(
+            f"/api/v1/conversations/{conversation.pk}/messages/", {"text": "Maria here"}, format="json"
+        )
+    assert response.status_code == 201
+    staff = fake_graph.last.body
+    assert staff["recipient"] == bsuid and "to" not in staff
+    assert staff["text"]["body"] == "Maria here"

@@ -1,0 +1,301 @@
+"""WhatsApp customers who hide their number: BSUIDs, usernames, identity changes, edits and revokes.
+
+Every payload goes through the real signed webhook URL; fixtures are in
+tests/fixtures/whatsapp/ (shapes: docs/whatsapp-identity.md).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+
+from channels_app.adapters import get_adapter
+from channels_app.adapters.whatsapp.send import address
+from channels_app.models import WebhookEventStatus
+from conversations import turns
+from conversations.models import (
+    Author,
+    Contact,
+    Conversation,
+    ConversationStatus,
+    Direction,
+    Message,
+    MessageStatus,
+)
+from tests.channels import fixture
+from tests.channels.webhook_helpers import last_event, post_fixture, post_json
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("meta_app")]
+
+BSUID = "US.13491208655302741918"
+NEW_BSUID = "US.55566677788899900011"
+ANA_BSUID = "BR.80011122233344455566"
+ANA = "5511987654321"
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    calls: list = []
+
+    def spy(*, conversation_id, countdown=None):
+        transaction.on_commit(lambda: calls.append(conversation_id))
+
+    monkeypatch.setattr(turns, "conversation_process_enqueue", spy)
+    return calls
+
+
+@pytest.fixture
+def number(accounts):
+    return accounts["whatsapp"]
+
+
+def contacts_of(account) -> list[Contact]:
+    return list(Contact.objects.filter(channel_account=account).order_by("created_at"))
+
+
+def with_message(name: str, **changes) -> dict:
+    payload = copy.deepcopy(fixture("whatsapp", name))
+    payload["entry"][0]["changes"][0]["value"]["messages"][0].update(changes)
+    return payload
+
+
+# -- receiving ---------------------------------------------------------------------------
+
+
+def test_a_customer_who_withholds_the_number_is_stored_and_queued(
+    number, enqueued, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_fixture("whatsapp", "number_withheld").status_code == 200
+
+    assert last_event().status == WebhookEventStatus.PROCESSED
+    message = Message.objects.get(channel_account=number, external_id="wamid.U1")
+    contact = message.conversation.contact
+    assert (contact.external_id, contact.bsuid, contact.phone) == (BSUID, BSUID, None)
+    assert (contact.name, contact.username, contact.address) == ("Bia", "bia.flowers", BSUID)
+    assert message.status == MessageStatus.RECEIVED
+    assert enqueued == [message.conversation_id]
+
+
+def test_a_number_and_a_bsuid_are_both_kept_and_the_bsuid_is_the_key(number):
+    post_fixture("whatsapp", "number_and_bsuid")
+
+    (contact,) = contacts_of(number)
+    assert (contact.external_id, contact.bsuid, contact.phone) == (ANA_BSUID, ANA_BSUID, ANA)
+    assert contact.address == ANA  # Meta prefers the number when there is one
+
+
+def test_a_parent_bsuid_is_stored(number):
+    post_fixture("whatsapp", "parent_bsuid")
+
+    (contact,) = contacts_of(number)
+    assert (contact.bsuid, contact.parent_bsuid) == ("MX.22233344455566677788", "MX.ENT.99988877766655544433")
+
+
+def test_a_contact_known_by_number_that_arrives_with_a_bsuid_stays_one_contact(number):
+    post_fixture("whatsapp", "text")  # Ana by number only, as before usernames
+    (before,) = contacts_of(number)
+    assert (before.external_id, before.phone, before.bsuid) == (ANA, ANA, None)
+
+    post_fixture("whatsapp", "number_and_bsuid")
+    # Later, Ana hides her number: only the BSUID arrives.
+    hidden = fixture("whatsapp", "number_withheld")
+    hidden["entry"][0]["changes"][0]["value"]["contacts"][0]["user_id"] = ANA_BSUID
+    hidden["entry"][0]["changes"][0]["value"]["messages"][0]["id"] = "wamid.U1b"
+    post_json("whatsapp", hidden)
+
+    (contact,) = contacts_of(number)
+    assert contact.pk == before.pk
+    assert (contact.external_id, contact.phone, contact.bsuid) == (ANA_BSUID, ANA, ANA_BSUID)
+    assert Conversation.objects.filter(contact=contact, status=ConversationStatus.OPEN).count() == 1
+    assert Message.objects.filter(conversation__contact=contact).count() == 3
+
+
+def test_two_contacts_that_turn_out_to_be_one_person_are_merged_with_one_open_conversation(number):
+    withheld = fixture("whatsapp", "number_withheld")
+    withheld["entry"][0]["changes"][0]["value"]["contacts"][0]["user_id"] = ANA_BSUID
+    post_json("whatsapp", withheld)  # first by BSUID only
+    post_fixture("whatsapp", "text")  # then by number only (an older client)
+    first, second = contacts_of(number)
+    assert (first.bsuid, second.phone) == (ANA_BSUID, ANA)
+
+    post_fixture("whatsapp", "number_and_bsuid")  # both: the same person
+
+    (contact,) = contacts_of(number)
+    assert contact.pk == first.pk  # the older one survives
+    assert (contact.phone, contact.bsuid, contact.external_id) == (ANA, ANA_BSUID, ANA_BSUID)
+    open_ = Conversation.objects.get(contact=contact, status=ConversationStatus.OPEN)
+    # Every unanswered message waits in the one open conversation.
+    assert set(
+        Message.objects.filter(status=MessageStatus.RECEIVED).values_list("conversation", flat=True)
+    ) == {open_.pk}
+    assert Message.objects.filter(conversation__contact=contact).count() == 3
+
+
+def test_a_recycled_number_leaves_its_previous_owner(number):
+    post_fixture("whatsapp", "number_and_bsuid")  # Ana: number + her BSUID
+    stranger = fixture("whatsapp", "number_and_bsuid")
+    value = stranger["entry"][0]["changes"][0]["value"]
+    value["contacts"][0]["user_id"] = value["messages"][0]["from_user_id"] = "BR.12312312312312312312"
+    value["messages"][0]["id"] = "wamid.U2b"
+
+    post_json("whatsapp", stranger)
+
+    ana, newcomer = contacts_of(number)
+    assert (ana.bsuid, ana.phone) == (ANA_BSUID, None)
+    assert (newcomer.bsuid, newcomer.phone) == ("BR.12312312312312312312", ANA)
+
+
+def test_a_message_with_no_sender_at_all_fails_its_event_and_is_replayable(alice, number):
+    assert post_fixture("whatsapp", "no_sender").status_code == 200
+
+    event = last_event()
+    assert event.status == WebhookEventStatus.FAILED
+    assert "names no sender" in event.error
+    part = event.parts.get()
+    assert part.status == "failed" and "wamid.U9" in part.error  # staff see it in their events
+    assert "Who am I?" in part.items
+    assert not Message.objects.filter(external_id="wamid.U9").exists()
+    call_command("replay_webhooks", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    assert last_event().status == WebhookEventStatus.FAILED  # still nothing to answer it with
+
+
+def test_a_delivery_status_with_only_the_bsuid_updates_our_message(alice, number):
+    post_fixture("whatsapp", "number_withheld")
+    conversation = Conversation.objects.get(channel_account=number)
+    ours = Message.objects.create(
+        business=alice.business,
+        conversation=conversation,
+        channel_account=number,
+        direction=Direction.OUT,
+        author=Author.AI,
+        status=MessageStatus.SENT,
+        text="Yes, we do.",
+        external_id="wamid.OUT_BSUID",
+    )
+
+    post_fixture("whatsapp", "status_user_id")
+
+    ours.refresh_from_db()
+    assert ours.status == MessageStatus.DELIVERED
+    assert last_event().status == WebhookEventStatus.PROCESSED
+
+
+@pytest.mark.parametrize("recipient", ["recipient_id", "recipient_user_id", None])
+def test_statuses_parse_whichever_recipient_they_name(recipient):
+    payload = fixture("whatsapp", "status_delivered")
+    status = payload["entry"][0]["changes"][0]["value"]["statuses"][0]
+    status.pop("recipient_id", None)
+    if recipient:
+        status[recipient] = ANA if recipient == "recipient_id" else BSUID
+    (update,) = get_adapter("whatsapp").parse(payload).statuses
+    assert update.external_id == status["id"]
+
+
+# -- identity changes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("announcement", ["user_id_update", "system_user_id"])
+def test_a_new_bsuid_moves_the_contact_and_later_messages_find_it(number, announcement):
+    post_fixture("whatsapp", "number_withheld")
+    (before,) = contacts_of(number)
+
+    post_fixture("whatsapp", announcement)
+
+    assert last_event().status == WebhookEventStatus.PROCESSED
+    (after,) = contacts_of(number)
+    assert after.pk == before.pk
+    assert (after.bsuid, after.external_id) == (NEW_BSUID, NEW_BSUID)
+    again = fixture("whatsapp", "number_withheld")
+    again["entry"][0]["changes"][0]["value"]["contacts"][0]["user_id"] = NEW_BSUID
+    again["entry"][0]["changes"][0]["value"]["messages"][0]["id"] = "wamid.U10"
+    post_json("whatsapp", again)
+    assert contacts_of(number) == [before]
+    assert Conversation.objects.filter(contact=before).count() == 1
+
+
+def test_a_number_change_announcement_moves_the_number(number):
+    post_fixture("whatsapp", "text")  # Ana at 5511987654321
+
+    post_fixture("whatsapp", "system")  # "changed from 5511987654321 to 5511900000000"
+
+    (contact,) = contacts_of(number)
+    assert contact.phone == "5511900000000"
+    assert not Message.objects.filter(external_id="wamid.A16").exists()  # not a customer message
+
+
+def test_an_announcement_for_a_customer_we_never_met_is_a_noted_no_op(number):
+    post_fixture("whatsapp", "user_id_update")
+
+    event = last_event()
+    assert event.status == WebhookEventStatus.PROCESSED
+    assert "not met" in event.parts.get().error
+    assert contacts_of(number) == []
+
+
+# -- edits and revokes -------------------------------------------------------------------
+
+
+def test_an_edit_of_an_unanswered_message_replaces_its_text_for_the_turn(
+    number, enqueued, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        post_fixture("whatsapp", "number_withheld")
+        post_fixture("whatsapp", "edit")
+        post_fixture("whatsapp", "edit")  # Meta redelivers
+
+    message = Message.objects.get(channel_account=number, external_id="wamid.U1")
+    assert message.text == "Oi! Do you deliver on Saturdays?"
+    assert message.status == MessageStatus.RECEIVED  # the pending turn reads the edited text
+    assert [(e["id"], e["text"]) for e in message.payload["edits"]] == [
+        ("wamid.U7", "Oi! Do you deliver on Sundays?")
+    ]
+    assert not Message.objects.filter(external_id="wamid.U7").exists()
+    assert Message.objects.filter(channel_account=number).count() == 1
+    assert len(enqueued) == 1  # the edit queues no second turn
+
+
+def test_an_edit_of_an_answered_message_updates_the_record_without_a_new_turn(number, enqueued):
+    post_fixture("whatsapp", "number_withheld")
+    Message.objects.filter(external_id="wamid.U1").update(status=MessageStatus.ANSWERED)
+
+    post_fixture("whatsapp", "edit")
+
+    message = Message.objects.get(external_id="wamid.U1")
+    assert (message.text, message.status) == ("Oi! Do you deliver on Saturdays?", MessageStatus.ANSWERED)
+    assert enqueued == []
+
+
+def test_a_revoke_clears_the_original_and_the_pending_turn_skips_it(number):
+    post_fixture("whatsapp", "number_withheld")
+    post_fixture("whatsapp", "edit")
+
+    post_fixture("whatsapp", "revoke")
+
+    message = Message.objects.get(external_id="wamid.U1")
+    assert message.text == ""
+    assert message.payload.get("revoked") is True and "edits" not in message.payload
+    assert message.status == MessageStatus.SKIPPED
+    assert not Message.objects.filter(external_id="wamid.U8").exists()
+
+
+@pytest.mark.parametrize("kind", ["edit", "revoke"])
+def test_an_edit_or_revoke_of_an_unknown_message_is_a_noted_no_op(number, kind):
+    post_fixture("whatsapp", kind)
+
+    event = last_event()
+    assert event.status == WebhookEventStatus.PROCESSED
+    assert "unknown" in event.parts.get().error
+    assert not Message.objects.filter(channel_account=number).exists()
+
+
+# -- sending -----------------------------------------------------------------------------
+
+
+def test_replies_go_to_the_number_when_known_and_to_the_bsuid_otherwise():
+    assert address(ANA) == {"to": ANA}
+    assert address(BSUID) == {"recipient": BSUID}
+    assert address("US.ENT.1181000000000000") == {"recipient": "US.ENT.1181000000000000"}
