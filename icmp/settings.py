@@ -183,6 +183,10 @@ WHITENOISE_AUTOREFRESH = DEBUG
 # --- Security (production-safe unless DEBUG) ----------------------------------
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Reverse proxies in front of the app whose X-Forwarded-For entries are believed
+# (icmp.client_address): 0 = the TCP peer is the client and the header is ignored;
+# N = the Nth address from the right of X-Forwarded-For is the client.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^ping$", r"^health$"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
