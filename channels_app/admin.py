@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
@@ -16,6 +14,7 @@ from channels_app.services import (
     channel_account_delete,
     channel_account_update,
 )
+from icmp import strict_json
 from icmp.admin_tenancy import (
     LargeTableMixin,
     TenantAdmin,
@@ -206,6 +205,8 @@ class WebhookEventAdmin(LargeTableMixin, TenantAdmin):
     @admin.display(description="body")
     def body_display(self, obj):
         try:
-            return pretty_json(json.loads(obj.body))
+            # Strict: deep nesting (stored before the webhook refused it) breaks the
+            # pretty-printer, a lone surrogate the page's UTF-8: show those as text.
+            return pretty_json(strict_json.loads(obj.body))
         except ValueError:
             return pretty_json(obj.body)

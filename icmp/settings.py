@@ -235,7 +235,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["icmp.api.parsers.StrictJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "icmp.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "icmp.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
