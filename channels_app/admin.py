@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
@@ -23,6 +21,7 @@ from channels_app.services import (
     channel_account_ownership_prove,
     channel_account_update,
 )
+from icmp import strict_json
 from icmp.admin_tenancy import (
     LargeTableMixin,
     TenantAdmin,
@@ -35,6 +34,18 @@ from icmp.admin_tenancy import (
 from icmp.errors import ApplicationError
 
 SECRETS = ChannelAccount.SECRET_FIELDS
+
+
+def _json_shown(text: str):
+    """Stored JSON, indented; as plain text when the strict parser refuses it.
+
+    Deep nesting (stored before the webhook refused it) breaks the pretty-printer,
+    a lone surrogate the page's UTF-8.
+    """
+    try:
+        return pretty_json(strict_json.loads(text))
+    except ValueError:
+        return pretty_json(text)
 
 
 class SecretField(forms.CharField):
@@ -272,10 +283,7 @@ class WebhookEventAdmin(LargeTableMixin, TenantAdmin):
 
     @admin.display(description="body")
     def body_display(self, obj):
-        try:
-            return pretty_json(json.loads(obj.body))
-        except ValueError:
-            return pretty_json(obj.body)
+        return _json_shown(obj.body)
 
     @admin.display(description="per business")
     def parts_display(self, obj):
@@ -323,7 +331,4 @@ class WebhookEventPartAdmin(LargeTableMixin, TenantAdmin):
 
     @admin.display(description="items")
     def items_display(self, obj):
-        try:
-            return pretty_json(json.loads(obj.items))
-        except ValueError:
-            return pretty_json(obj.items)
+        return _json_shown(obj.items)

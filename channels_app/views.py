@@ -2,8 +2,9 @@
 
 Thin doors: verify, then hand the raw body to conversations.inbound. Answers
 (docs/meta-platform.md §1, §2, §6.1, §7.3): 403 when the signature is bad or
-cannot be checked, 400 when the body is not JSON, and 200 for everything
-after that, so one broken tenant never makes Meta back off the whole app.
+cannot be checked, 400 when the body is not JSON (or nests deeper than
+icmp.strict_json allows), and 200 for everything after that, so one broken
+tenant never makes Meta back off the whole app.
 No LLM or outbound HTTP happens here; processing is enqueued after commit.
 """
 
@@ -79,7 +80,7 @@ def _receive(request: HttpRequest, channel: str, account: ChannelAccount | None)
     try:
         body = raw.decode("utf-8")
         payload = parse_json(body)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return _error(400, "parse_error", "The body is not valid UTF-8 JSON.")
+    except ValueError as exc:  # UnicodeDecodeError too; parse_json never lets RecursionError out
+        return _error(400, "parse_error", f"The body is not valid UTF-8 JSON: {exc}")
     event = webhook_receive(channel=channel, body=body, payload=payload, account=account)
     return JsonResponse({"status": "ok", "event": str(event.pk)})

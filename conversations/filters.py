@@ -25,6 +25,7 @@ from conversations.models import (
     LLMOutcome,
     LLMPurpose,
 )
+from icmp.api.filters import UTCDateTimeFilter
 
 TRUE_VALUES = frozenset({"true", "1", "yes"})
 FALSE_VALUES = frozenset({"false", "0", "no"})
@@ -113,10 +114,10 @@ class LLMCallFilter(filters.FilterSet):
     outcome = filters.ChoiceFilter(choices=LLMOutcome.choices)
     model = filters.CharFilter(max_length=100)
     dry_run = StrictBooleanFilter(field_name="dry_run")
-    created_after = filters.IsoDateTimeFilter(
+    created_after = UTCDateTimeFilter(
         field_name="created_at", lookup_expr="gte", help_text="ISO 8601; inclusive."
     )
-    created_before = filters.IsoDateTimeFilter(
+    created_before = UTCDateTimeFilter(
         field_name="created_at", lookup_expr="lt", help_text="ISO 8601; exclusive."
     )
 

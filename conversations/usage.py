@@ -19,6 +19,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from businesses.models import Business
 from conversations.models import LLMCall
+from icmp.datetimes import to_utc
 
 GROUPINGS = ("day", "stage", "model")
 DEFAULT_GROUPING = "day"
@@ -70,9 +71,18 @@ def usage_bound_parse(value: str, *, end: bool) -> datetime:
             moment = datetime.combine(day + timedelta(days=1) if end else day, time.min, tzinfo=UTC)
         except OverflowError:  # 9999-12-31 as an end
             raise ValueError(f"{value!r} is out of range.")
-    elif timezone.is_naive(moment):
-        moment = moment.replace(tzinfo=UTC)
-    return moment
+    try:
+        return to_utc(moment)
+    except ValueError:  # e.g. 0001-01-01T00:00:00+14:00
+        raise ValueError(f"{value!r} is out of range once converted to UTC.")
+
+
+class UsagePeriodError(ValueError):
+    """A period that cannot be served; `field` names the parameter at fault."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def usage_period(
@@ -80,9 +90,15 @@ def usage_period(
 ) -> UsagePeriod:
     """The period asked for, defaulting to the 30 days before `until` (itself defaulting to now)."""
     until = until or now or timezone.now()
-    since = since or until - DEFAULT_PERIOD
+    if since is None:
+        try:
+            since = until - DEFAULT_PERIOD
+        except OverflowError:
+            raise UsagePeriodError(
+                "until is too early for the default 30-day period; give since as well.", field="until"
+            )
     if since >= until:
-        raise ValueError("since must be before until.")
+        raise UsagePeriodError("since must be before until.", field="since")
     return UsagePeriod(since=since, until=until)
 
 

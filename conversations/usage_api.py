@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,6 +14,7 @@ from conversations.models import LLMCall
 from conversations.usage import (
     DEFAULT_GROUPING,
     GROUPINGS,
+    UsagePeriodError,
     usage_bound_parse,
     usage_period,
     usage_summary,
@@ -21,13 +22,20 @@ from conversations.usage import (
 from icmp.api.docs import READ_ERRORS, errors
 
 
+@extend_schema_field(
+    {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
+)
+class DateOrDateTimeField(serializers.CharField):
+    """An ISO 8601 date or date-time, parsed by the serializer (see usage_bound_parse)."""
+
+
 class UsageQuerySerializer(serializers.Serializer):
-    since = serializers.CharField(
+    since = DateOrDateTimeField(
         required=False,
         help_text="Start of the period (inclusive): an ISO 8601 date or date-time, UTC when naive. "
         "Default: 30 days before `until`.",
     )
-    until = serializers.CharField(
+    until = DateOrDateTimeField(
         required=False,
         help_text="End of the period: a date includes that whole day (UTC); a date-time is exclusive. "
         "Default: now.",
@@ -69,8 +77,8 @@ class UsageQuerySerializer(serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         try:
             attrs["period"] = usage_period(since=attrs.get("since"), until=attrs.get("until"))
-        except ValueError as exc:
-            raise serializers.ValidationError({"since": [str(exc)]})
+        except UsagePeriodError as exc:
+            raise serializers.ValidationError({exc.field: [str(exc)]})
         return attrs
 
 

@@ -197,6 +197,10 @@ WHITENOISE_AUTOREFRESH = DEBUG
 # --- Security (production-safe unless DEBUG) ----------------------------------
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Reverse proxies in front of the app whose X-Forwarded-For entries are believed
+# (icmp.client_address): 0 = the TCP peer is the client and the header is ignored;
+# N = the Nth address from the right of X-Forwarded-For is the client.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^ping$", r"^health$"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
@@ -275,7 +279,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["icmp.api.parsers.StrictJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "icmp.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "icmp.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,13 +35,14 @@ from channels_app.models import (
     WebhookEventStatus,
 )
 from conversations import turns
-from conversations.inbound.cleaning import ERROR_MAX, NOTES_SHOWN, clean_str
+from conversations.inbound.cleaning import ERROR_MAX, NOTES_SHOWN, clean_json, clean_str
 from conversations.inbound.contacts import contact_identity_update
 from conversations.inbound.receipts import status_update_apply
 from conversations.inbound.storing import Outcome, inbound_item_apply
 from conversations.models import (
     MessageStatus,
 )
+from icmp import strict_json
 
 logger = logging.getLogger(__name__)
 
@@ -233,13 +235,19 @@ def _parts_save(event: WebhookEvent, applied: _Applied) -> None:
         )
 
 
+# Only JSON escapes can bring NUL or a lone surrogate into a decoded string.
+_MAY_NEED_CLEANING = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+
+
 def parse_json(text: str) -> Any:
-    """Strict JSON: NaN and Infinity are not JSON and PostgreSQL's jsonb refuses them."""
+    """Strict JSON (icmp.strict_json): no NaN or Infinity, no nesting past its limit.
 
-    def reject(constant: str) -> Any:
-        raise ValueError(f"{constant} is not valid JSON")
-
-    return json.loads(text, parse_constant=reject)
+    Lone surrogates are kept, not refused (a user's broken emoji can reach Meta's
+    payload), but cleaned with NUL characters here, once, so routing and look-ups
+    query with the same strings storing writes. Raises ValueError.
+    """
+    payload = strict_json.loads(text, allow_lone_surrogates=True)
+    return clean_json(payload) if _MAY_NEED_CLEANING.search(text) else payload
 
 
 def _event_apply(event: WebhookEvent, *, payload: Any, scope: ChannelAccount | None) -> WebhookEvent:

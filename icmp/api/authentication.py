@@ -12,7 +12,6 @@ import uuid
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.core.cache import cache
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.request import Request
@@ -21,16 +20,10 @@ from businesses.models import Business
 from businesses.selectors import membership_role_get
 from businesses.services import api_key_authenticate
 from icmp.api.principal import Principal, PrincipalKind
+from icmp.api.throttling import FAILED_AUTH_WINDOW, failed_auth_record
 
 SCHEMES = ("api-key", "bearer")
 BUSINESS_HEADER = "X-Business-Id"
-# Failed key attempts per client address before further attempts get 429.
-FAILED_AUTH_LIMIT = 30
-FAILED_AUTH_WINDOW = 300
-
-
-def _client_ip(request: Request) -> str:
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
 
 
 def _constant_time_equals(given: str, expected: str) -> bool:
@@ -52,20 +45,15 @@ class ApiKeyAuthentication(BaseAuthentication):
         if not raw_key or " " in raw_key:
             raise exceptions.AuthenticationFailed("Malformed Authorization header.")
 
-        failures_key = f"auth-failures:{_client_ip(request)}"
-        if (cache.get(failures_key) or 0) >= FAILED_AUTH_LIMIT:
-            raise exceptions.Throttled(wait=FAILED_AUTH_WINDOW)
-
         if _constant_time_equals(raw_key, settings.ICMP_MASTER_API_KEY):
             return AnonymousUser(), Principal(kind=PrincipalKind.MASTER)
         if _constant_time_equals(raw_key, settings.ICMP_INTERNAL_API_KEY):
             return AnonymousUser(), Principal(kind=PrincipalKind.INTERNAL)
         api_key = api_key_authenticate(raw_key=raw_key)
         if api_key is None:
-            try:
-                cache.incr(failures_key)
-            except ValueError:
-                cache.set(failures_key, 1, FAILED_AUTH_WINDOW)
+            # Counted only once the key is known to be wrong: a valid key always works.
+            if failed_auth_record(request, raw_key=raw_key):
+                raise exceptions.Throttled(wait=FAILED_AUTH_WINDOW)
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked API key.")
         return AnonymousUser(), Principal(
             kind=PrincipalKind.BUSINESS, business=api_key.business, api_key=api_key

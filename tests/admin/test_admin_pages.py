@@ -197,3 +197,19 @@ def test_the_admin_carries_the_back_office_title(alice):
     response = login(alice.owner).get("/admin/")
 
     assert "ICMP back office" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("body", "shown"),
+    [('{"a": ' + "[" * 900 + "]" * 900 + "}", "[" * 900), ('{"a": "caf\\ud800"}', "ud800")],
+    ids=["nested-900-deep", "lone-surrogate"],
+)
+def test_a_stored_webhook_body_that_cannot_be_pretty_printed_renders_as_text(superuser, body, shown):
+    # Deep nesting was stored before the webhook refused it; lone surrogates are kept
+    # (storing cleans them): the page shows the raw text instead of a 500.
+    event = WebhookEvent.objects.create(channel="whatsapp", body=body, status="failed")
+
+    response = login(superuser).get(admin_url(event, "change"))
+
+    assert response.status_code == 200
+    assert shown in response.content.decode()

@@ -643,6 +643,20 @@ def test_nul_characters_and_lone_surrogates_are_cleaned_before_storing(accounts)
     assert last_event().status == WebhookEventStatus.PROCESSED
 
 
+def test_a_lone_surrogate_in_a_routing_id_is_cleaned_before_the_lookup(accounts):
+    # The account look-up used to send the raw string to the database: a failed event.
+    body = fixture_bytes("whatsapp", "text").replace(
+        b'"phone_number_id": "106540352242922"', rb'"phone_number_id": "\ud800"'
+    )
+    assert rb"\ud800" in body
+
+    assert post_bytes("whatsapp", body).status_code == 200
+
+    event = last_event()
+    assert event.status == WebhookEventStatus.UNROUTED, event.error
+    assert "no active account for '?'" in event.error
+
+
 def test_the_instagram_dashboard_test_payload_routes_nowhere(accounts):
     post_fixture("instagram", "test_changes")
 

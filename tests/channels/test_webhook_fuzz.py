@@ -11,7 +11,7 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from channels_app.models import WebhookEventStatus
+from channels_app.models import WebhookEvent, WebhookEventStatus
 from conversations import inbound
 from conversations.models import Contact, Conversation, Message
 from tests.channels import fixture, fixture_names
@@ -25,6 +25,7 @@ from tests.channels.webhook_helpers import (
     meta_accounts,
     post_bytes,
 )
+from tests.hostile_input import deeply_nested, with_lone_surrogate
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("meta_app")]
 
@@ -60,6 +61,12 @@ SCALARS = (
             "read",
             "1767225600",
             "1767228000312",
+            # Timestamps at and past the ends of the calendar (seconds and milliseconds).
+            "-62135596800",
+            "253402300800",
+            "253402300800000",
+            "1e308",
+            str(2**64),
             "x" * 300,
         ]
     )
@@ -176,6 +183,13 @@ def snapshot() -> tuple:
     )
 
 
+def settled(event) -> bool:
+    """Processed or unrouted; or failed on purpose: a message naming no sender is kept for replay."""
+    if event.status == WebhookEventStatus.FAILED:
+        return "names no sender" in event.error
+    return event.status in (WebhookEventStatus.PROCESSED, WebhookEventStatus.UNROUTED)
+
+
 @pytest.mark.parametrize("channel", CHANNELS)
 def test_random_shapes_in_a_signed_envelope_are_answered_200_and_stored_or_failed_cleanly(alice, channel):
     meta_accounts(alice.business)
@@ -190,7 +204,7 @@ def test_random_shapes_in_a_signed_envelope_are_answered_200_and_stored_or_faile
         assert response.status_code == 200, response.content
         event = last_event()
         assert event.body.encode() == body
-        assert event.status in (WebhookEventStatus.PROCESSED, WebhookEventStatus.UNROUTED), event.error
+        assert settled(event), event.error
         if event.status == WebhookEventStatus.UNROUTED:
             assert snapshot() == before
 
@@ -230,7 +244,45 @@ def test_a_failure_anywhere_in_a_random_batch_rolls_back_every_effect(alice, cha
             assert event.status == WebhookEventStatus.FAILED
             assert event.error.splitlines()[0] == "RuntimeError: injected failure"
             assert snapshot() == before
+        elif event.status == WebhookEventStatus.FAILED:
+            # A message naming no sender fails its event on purpose (kept for replay_webhooks).
+            assert "names no sender" in event.error, event.error
         else:
             assert event.status in (WebhookEventStatus.PROCESSED, WebhookEventStatus.UNROUTED)
+
+    check()
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_nesting_too_deep_anywhere_in_a_signed_envelope_is_400_and_stores_nothing(alice, channel):
+    meta_accounts(alice.business)
+    client = Client()
+
+    @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(body=deeply_nested(STRATEGIES[channel]))
+    def check(body: bytes) -> None:
+        response = post_bytes(channel, body, client=client)
+        assert response.status_code == 400, response.content
+        assert response.json()["error"]["code"] == "parse_error"
+        assert not WebhookEvent.objects.exists()
+
+    check()
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_a_lone_surrogate_anywhere_in_a_signed_envelope_is_kept_and_cleaned(alice, channel):
+    """Meta can relay a user's broken emoji: the event is stored and applied, never a 400 or 500."""
+    meta_accounts(alice.business)
+    client = Client()
+
+    @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(body=with_lone_surrogate(STRATEGIES[channel]), salt=SALTS)
+    def check(body: bytes, salt: str) -> None:
+        body = salted(json.loads(body), salt)
+        response = post_bytes(channel, body, client=client)
+        assert response.status_code == 200, response.content
+        event = last_event()
+        assert event.body.encode() == body
+        assert settled(event), event.error
 
     check()

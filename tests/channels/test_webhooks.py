@@ -192,8 +192,20 @@ def test_without_a_configured_app_secret_nothing_can_be_verified(settings, accou
         b"\xff\xfe{}",
         '{"a": "é"}'.encode("latin-1"),
         b"[" * 100_000 + b"]" * 100_000,
+        # Parseable by Python, yet deeper than any code that recurses over it should face.
+        b'{"object": "whatsapp_business_account", "entry": ' + b"[" * 65 + b"]" * 65 + b"}",
     ],
-    ids=["truncated", "empty", "text", "nan", "infinity", "utf16-bom", "latin1", "deep"],
+    ids=[
+        "truncated",
+        "empty",
+        "text",
+        "nan",
+        "infinity",
+        "utf16-bom",
+        "latin1",
+        "deep",
+        "nested-65",
+    ],
 )
 def test_a_signed_body_that_is_not_utf8_json_is_400_and_stores_nothing(accounts, body):
     response = post_bytes("whatsapp", body)
