@@ -26,12 +26,19 @@ REVOKED_SKIPPED = "The customer deleted this message."
 EDITS_KEPT = 20  # the history kept per message; WhatsApp allows edits for 15 minutes only
 
 
-def _original(account: ChannelAccount, external_id: str) -> Message | None:
-    return (
+def _original(account: ChannelAccount, external_id: str, *, change: str) -> Message | None:
+    """The customer message a change refers to, locked; None (logged) when we never stored it."""
+    message = (
         Message.objects.select_for_update()
         .filter(channel_account=account, external_id=clean_str(external_id), direction=Direction.IN)
         .first()
     )
+    if message is None:
+        logger.info(
+            "change to an unknown message ignored",
+            extra={"channel_account_id": str(account.pk), "external_id": external_id[:255], "change": change},
+        )
+    return message
 
 
 def message_edit_apply(
@@ -46,12 +53,8 @@ def message_edit_apply(
 ) -> Message | None:
     """Replace the original's content; None when we never stored the original."""
     with transaction.atomic():
-        message = _original(account, original_external_id)
+        message = _original(account, original_external_id, change="edit")
         if message is None:
-            logger.info(
-                "edit of an unknown message ignored",
-                extra={"channel_account_id": str(account.pk), "external_id": original_external_id[:255]},
-            )
             return None
         old = message.payload if isinstance(message.payload, dict) else {}
         edits = [edit for edit in old.get("edits", []) if isinstance(edit, dict)]
@@ -78,12 +81,8 @@ def message_withdraw_apply(
 ) -> Message | None:
     """A WhatsApp revoke or an Instagram unsend: the original loses its text and is not answered."""
     with transaction.atomic():
-        message = _original(account, original_external_id)
+        message = _original(account, original_external_id, change="revoke" if revoked else "unsend")
         if message is None:
-            logger.info(
-                "revoke of an unknown message ignored",
-                extra={"channel_account_id": str(account.pk), "external_id": original_external_id[:255]},
-            )
             return None
         old = message.payload if isinstance(message.payload, dict) else {}
         # The customer took it back: drop earlier versions too.

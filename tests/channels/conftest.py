@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import pytest
+from django.db import transaction
 
+from conversations import turns
 from tests.channels.webhook_helpers import APP_SECRET, VERIFY_TOKEN, meta_accounts
 from tests.fakes.graph_api import fake_graph  # noqa: F401 (re-exported fixture)
 
@@ -17,3 +19,15 @@ def meta_app(settings):
 @pytest.fixture
 def accounts(alice):
     return meta_accounts(alice.business)
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    """Conversation ids whose processing was enqueued and survived the commit."""
+    calls: list = []
+
+    def spy(*, conversation_id, countdown=None):
+        transaction.on_commit(lambda: calls.append(conversation_id))
+
+    monkeypatch.setattr(turns, "conversation_process_enqueue", spy)
+    return calls

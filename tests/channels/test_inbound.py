@@ -6,13 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import transaction
 from django.utils import timezone
 
 from businesses.models import Agent
 from channels_app.adapters.whatsapp import WhatsAppAdapter
 from channels_app.models import ChannelKind, WebhookEvent, WebhookEventStatus
-from conversations import inbound, turns
+from conversations import inbound
 from conversations.models import (
     AIMode,
     Author,
@@ -40,18 +39,6 @@ from tests.channels.webhook_helpers import (
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("meta_app")]
-
-
-@pytest.fixture
-def enqueued(monkeypatch):
-    """Conversation ids whose processing was enqueued and survived the commit."""
-    calls: list = []
-
-    def spy(*, conversation_id, countdown=None):
-        transaction.on_commit(lambda: calls.append(conversation_id))
-
-    monkeypatch.setattr(turns, "conversation_process_enqueue", spy)
-    return calls
 
 
 def at(seconds: float) -> datetime:

@@ -10,12 +10,10 @@ import copy
 
 import pytest
 from django.core.management import call_command
-from django.db import transaction
 
 from channels_app.adapters import get_adapter
 from channels_app.adapters.whatsapp.send import address
 from channels_app.models import WebhookEventStatus
-from conversations import turns
 from conversations.models import (
     Author,
     Contact,
@@ -34,17 +32,6 @@ BSUID = "US.13491208655302741918"
 NEW_BSUID = "US.55566677788899900011"
 ANA_BSUID = "BR.80011122233344455566"
 ANA = "5511987654321"
-
-
-@pytest.fixture
-def enqueued(monkeypatch):
-    calls: list = []
-
-    def spy(*, conversation_id, countdown=None):
-        transaction.on_commit(lambda: calls.append(conversation_id))
-
-    monkeypatch.setattr(turns, "conversation_process_enqueue", spy)
-    return calls
 
 
 @pytest.fixture
