@@ -97,6 +97,52 @@ def test_contacts_filter_by_channel_account_and_search_by_name_or_external_id(al
     assert "channel_account" in bad.json()["error"]["details"]
 
 
+def whatsapp_user(tenant, **ids) -> Contact:
+    """A WhatsApp customer known by username and BSUID, and by number when `phone` is given."""
+    defaults = {"bsuid": "US.13491208655302741918", "username": "bia.flowers", "phone": None}
+    fields = defaults | ids
+    return Contact.objects.create(
+        business=tenant.business,
+        channel_account=tenant.channel,
+        external_id=fields["bsuid"],
+        name="Bia",
+        **fields,
+    )
+
+
+def test_contacts_show_and_are_searched_by_username_phone_and_bsuid(alice, bob):
+    bia = whatsapp_user(alice)
+    whatsapp_user(bob, bsuid="US.99999999999999999999", username="bia.other")
+    client = alice.client()
+
+    row = client.get(f"{CONTACTS}{bia.pk}/").json()
+    assert (row["bsuid"], row["username"], row["phone"], row["parent_bsuid"]) == (
+        bia.bsuid,
+        "bia.flowers",
+        None,
+        None,
+    )
+    for query in ("bia.flo", "US.1349", "13491208655302741918"):
+        assert ids(client.get(CONTACTS, {"q": query})) == [str(bia.pk)], query
+    Contact.objects.filter(pk=bia.pk).update(phone="5511900001111")
+    assert ids(client.get(CONTACTS, {"q": "5511900001111"})) == [str(bia.pk)]
+    assert client.patch(f"{CONTACTS}{bia.pk}/", {"bsuid": "US.1"}, format="json").status_code == 400
+
+
+def test_conversations_are_searched_by_the_contacts_username_phone_or_bsuid(alice, bob):
+    bia = whatsapp_user(alice, phone="5511900002222")
+    conversation = Conversation.objects.create(
+        business=alice.business, contact=bia, channel_account=alice.channel
+    )
+    whatsapp_user(bob, bsuid="US.13491208655302741918")  # the same ids in another tenant
+    client = alice.client()
+
+    for query in ("bia.flowers", "5511900002222", "US.13491208655302741918"):
+        assert ids(client.get(CONVERSATIONS, {"q": query})) == [str(conversation.pk)], query
+    assert ids(client.get(CONVERSATIONS, {"q": "nobody"})) == []
+    assert client.get(CONVERSATIONS, {"q": "x" * 161}).status_code == 400
+
+
 def test_a_contact_can_be_renamed_but_nothing_else_changes(alice):
     client = alice.client()
     url = f"{CONTACTS}{alice.contact.pk}/"

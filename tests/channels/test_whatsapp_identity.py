@@ -13,7 +13,7 @@ from django.core.management import call_command
 
 from channels_app.adapters import get_adapter
 from channels_app.adapters.whatsapp.send import address
-from channels_app.models import WebhookEventStatus
+from channels_app.models import ChannelAccount, WebhookEventStatus
 from conversations.models import (
     Author,
     Contact,
@@ -286,3 +286,57 @@ def test_replies_go_to_the_number_when_known_and_to_the_bsuid_otherwise():
     assert address(ANA) == {"to": ANA}
     assert address(BSUID) == {"recipient": BSUID}
     assert address("US.ENT.1181000000000000") == {"recipient": "US.ENT.1181000000000000"}
+
+
+# -- an old database -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_existing_whatsapp_contacts_keyed_by_number_get_their_phone_in_place(alice):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = (
+        [("conversations", "0002_conversation_activity_index")],
+        [("conversations", "0003_contact_whatsapp_identity")],
+    )
+    page = ChannelAccount.objects.create(
+        business=alice.business, kind="messenger", external_id="4400", name="P"
+    )
+    leaves = MigrationExecutor(connection).loader.graph.leaf_nodes()
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    OldContact = executor.loader.project_state(before).apps.get_model("conversations", "Contact")
+    by_number = OldContact.objects.create(
+        business_id=alice.business.pk, channel_account_id=alice.channel.pk, external_id=ANA, name="Ana"
+    )
+    on_messenger = OldContact.objects.create(
+        business_id=alice.business.pk, channel_account_id=page.pk, external_id="7392015648120394"
+    )
+    try:
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+        new = executor.loader.project_state(after).apps.get_model("conversations", "Contact")
+        migrated = new.objects.get(pk=by_number.pk)
+        assert (migrated.external_id, migrated.phone, migrated.bsuid) == (ANA, ANA, None)
+        assert new.objects.get(pk=on_messenger.pk).phone is None
+    finally:
+        MigrationExecutor(connection).migrate(leaves)
+
+
+def test_staff_see_the_username_and_find_the_conversation_by_any_id(alice, number):
+    from django.test import Client
+
+    from tests.admin import admin_url
+
+    post_fixture("whatsapp", "number_withheld")
+    conversation = Conversation.objects.get(channel_account=number)
+    client = Client()
+    client.force_login(alice.owner)
+
+    for query in ("bia.flowers", BSUID):
+        page = client.get(admin_url(Conversation, "changelist"), {"q": query})
+        assert admin_url(conversation, "change") in page.content.decode(), query
+    contact_page = client.get(admin_url(conversation.contact, "change")).content.decode()
+    assert "bia.flowers" in contact_page and BSUID in contact_page
+    assert "number not shared" in client.get(admin_url(conversation, "change")).content.decode()
