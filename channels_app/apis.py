@@ -51,6 +51,7 @@ class ChannelAccountFilter(filters.FilterSet):
         description="`kind` cannot be changed. Omitted secrets are kept; an empty string clears one. "
         "A new access_token clears needs_reauth. A new `external_id` or `access_token` of a Meta "
         "account is checked with Meta again, as on creation.",
+        responses={200: ChannelAccountSerializer, **errors(503)},
     ),
     destroy=extend_schema(
         tags=[TAG],
