@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -199,14 +199,15 @@ def message_send(*, message_id) -> SendOutcome:
     if not account.is_active:
         return _fail(message, SendError("inactive", "The channel account is inactive.", permanent=True))
 
+    sent_before = list(message.payload.get("sent_part_ids") or [])
     try:
-        content = _content_for(message, account, conversation)
+        content = replace(_content_for(message, account, conversation), parts_sent=len(sent_before))
         credentials = ChannelCredentials(external_id=account.external_id, access_token=account.access_token)
         results = get_adapter(account.kind).send(credentials, conversation.contact.address, content)
     except SendError as exc:
-        return _handle_send_error(message, exc)
+        return _handle_send_error(message, exc, sent_before=sent_before)
 
-    ids = [r.external_id for r in results if r.external_id]
+    ids = [part for part in (*sent_before, *(r.external_id for r in results)) if part]
     fields: dict[str, Any] = {"external_id": ids[0] if ids else None, "error": "", "error_code": ""}
     if len(ids) > 1:
         fields["payload"] = {**message.payload, "part_ids": ids}
@@ -225,7 +226,12 @@ def message_send(*, message_id) -> SendOutcome:
     return SendOutcome(status=MessageStatus.SENT)
 
 
-def _handle_send_error(message: Message, exc: SendError) -> SendOutcome:
+def _handle_send_error(message: Message, exc: SendError, *, sent_before: list[str]) -> SendOutcome:
+    if exc.sent:
+        # Parts of a split reply reached the customer before the failure: a retry skips them.
+        sent = [*sent_before, *(r.external_id or "" for r in exc.sent)]
+        message.payload = {**message.payload, "sent_part_ids": sent}
+        Message.objects.filter(pk=message.pk).update(payload=message.payload)
     if exc.needs_reauth:
         ChannelAccount.objects.filter(pk=message.channel_account_id).update(needs_reauth=True)
     attempts = message.attempts + 1

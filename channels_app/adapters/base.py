@@ -204,6 +204,9 @@ class OutboundContent:
     # biz_opaque_callback_data, Messenger/Instagram echoes as metadata), so a
     # receipt that overtakes the send response still finds its message.
     callback_data: str | None = None
+    # A retry after a split message failed part-way: the first `parts_sent` parts
+    # reached the customer already and are not sent again.
+    parts_sent: int = 0
 
     def replies(self) -> list[QuickReply]:
         return [

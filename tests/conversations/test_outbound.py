@@ -72,6 +72,53 @@ def test_a_transient_error_is_retried_then_sent(open_window, fake_graph):
     assert len(fake_graph.requests) == 2
 
 
+def test_a_split_reply_that_fails_part_way_resends_only_the_missing_parts(open_window, fake_graph):
+    first, second, third = "a" * 4000, "b" * 4000, "c" * 100  # WhatsApp takes 4096 characters a message
+    message = _queued(open_window, text=f"{first}\n\n{second}\n\n{third}")
+    fake_graph.ok()
+    fake_graph.fail(500, {"error": {"message": "boom", "code": 1}})
+
+    assert message_send(message_id=message.pk).status == MessageStatus.QUEUED
+    message.refresh_from_db()
+    assert message.payload["sent_part_ids"] == ["wamid.1"]
+
+    assert message_send(message_id=message.pk).status == MessageStatus.SENT
+    bodies = [r.body["text"]["body"] for r in fake_graph.requests]
+    # The first part once; the part that failed, again; then the rest.
+    assert [body[0] for body in bodies] == ["a", "b", "b", "c"]
+    message.refresh_from_db()
+    assert message.external_id == "wamid.1"
+    assert message.payload["part_ids"] == ["wamid.1", "wamid.3", "wamid.4"]
+
+
+def test_a_split_messenger_reply_with_quick_replies_resends_only_the_missing_parts(alice, fake_graph):
+    page = ChannelAccount.objects.create(
+        business=alice.business, kind=ChannelKind.MESSENGER, external_id="4400", name="Page", access_token="t"
+    )
+    contact = alice.contact.__class__.objects.create(
+        business=alice.business, channel_account=page, external_id="psid"
+    )
+    conversation = Conversation.objects.create(
+        business=alice.business, contact=contact, channel_account=page, last_inbound_at=timezone.now()
+    )
+    message = message_outbound_create(
+        conversation=conversation,
+        author=Author.AI,
+        text=f"{'a' * 1990} {'b' * 50}",
+        quick_replies=["Yes", "No"],
+        enqueue=False,
+    )
+    fake_graph.ok()
+    fake_graph.fail(503, {"error": {"message": "later", "code": 2}})
+
+    assert message_send(message_id=message.pk).status == MessageStatus.QUEUED
+    assert message_send(message_id=message.pk).status == MessageStatus.SENT
+
+    sent = [r.body["message"] for r in fake_graph.requests]
+    assert [m["text"][0] for m in sent] == ["a", "b", "b"]
+    assert "quick_replies" in sent[-1] and "quick_replies" not in sent[0]
+
+
 def test_whatsapp_rate_limit_is_transient(open_window, fake_graph):
     message = _queued(open_window)
     fake_graph.graph_error(130429, "Rate limit hit")

@@ -51,6 +51,7 @@ class MessengerSending:
             quick_replies=replies,
             tag=message.messaging_tag,
             metadata=message.callback_data,
+            skip=message.parts_sent,
         )
 
     def send_text(
@@ -62,14 +63,20 @@ class MessengerSending:
         quick_replies: Sequence[QuickReply | tuple[str, str]] = (),
         tag: str | None = None,
         metadata: str | None = None,
+        skip: int = 0,
     ) -> list[SendResult]:
-        """RESPONSE messages (MESSAGE_TAG with `tag`, e.g. HUMAN_AGENT outside the 24-hour window)."""
+        """RESPONSE messages (MESSAGE_TAG with `tag`, e.g. HUMAN_AGENT outside the 24-hour window).
+
+        The first `skip` parts of a split text reached the customer before: they are not sent again.
+        """
         chunks = split_text(text, self.text_limit, unit=self.text_unit)
         if not chunks:
             raise SendError("empty_message", "nothing to send", permanent=True)
         replies = self._quick_replies(quick_replies)
         results: list[SendResult] = []
         for index, chunk in enumerate(chunks):
+            if index < skip:
+                continue
             content: dict[str, Any] = {"text": chunk}
             if metadata:
                 content["metadata"] = metadata[:999]

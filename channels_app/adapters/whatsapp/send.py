@@ -85,15 +85,28 @@ class WhatsAppSending:
             replies = []
         if not replies:
             return self.send_text(
-                account, recipient, text, reply_to=message.reply_to, callback_data=message.callback_data
+                account,
+                recipient,
+                text,
+                reply_to=message.reply_to,
+                callback_data=message.callback_data,
+                skip=message.parts_sent,
             )
         limit = BUTTON_BODY_LIMIT if len(replies) <= BUTTONS_MAX else LIST_BODY_LIMIT
         head, tail = split_tail(text, limit)
+        head_parts = len(split_text(head, TEXT_LIMIT)) if head else 0
+        if message.parts_sent > head_parts:
+            return []  # the buttons went too: everything arrived
         results: list[SendResult] = []
         try:
-            if head:
+            if head and message.parts_sent < head_parts:
                 results += self.send_text(
-                    account, recipient, head, reply_to=message.reply_to, callback_data=message.callback_data
+                    account,
+                    recipient,
+                    head,
+                    reply_to=message.reply_to,
+                    callback_data=message.callback_data,
+                    skip=message.parts_sent,
                 )
             reply_to = None if head else message.reply_to
             if len(replies) <= BUTTONS_MAX:
@@ -135,13 +148,16 @@ class WhatsAppSending:
         reply_to: str | None = None,
         preview_url: bool = False,
         callback_data: str | None = None,
+        skip: int = 0,
     ) -> list[SendResult]:
-        """Plain text, split into several messages above 4096 characters."""
+        """Plain text, split into several messages above 4096 characters (the first `skip` not sent)."""
         chunks = split_text(text, TEXT_LIMIT)
         if not chunks:
             raise SendError("empty_message", "nothing to send", permanent=True)
         results: list[SendResult] = []
         for index, chunk in enumerate(chunks):
+            if index < skip:
+                continue
             body = self._envelope(recipient, reply_to if index == 0 else None, callback_data)
             body.update(type="text", text={"body": chunk, "preview_url": preview_url})
             try:
