@@ -9,6 +9,11 @@ from django.utils import timezone
 
 from icmp.db import BaseModel
 
+# The key of a WhatsApp contact whose only id, its number, now belongs to someone else.
+RELEASED_PREFIX = "released."
+# In an outbound message's payload: some parts of a split reply arrived, the rest wait for a retry.
+PARTS_PENDING = "parts_pending"
+
 
 class Contact(BaseModel):
     """A customer on one channel account (wa_id, PSID, IGSID or an API id).
@@ -59,8 +64,13 @@ class Contact(BaseModel):
 
     @property
     def address(self) -> str:
-        """Where replies go: the number when known (Meta prefers it), else the channel's id."""
-        return self.phone or self.external_id
+        """Where replies go: the number when known (Meta prefers it), else the channel's id.
+
+        Empty when nothing reaches the person any more (their number went to someone else).
+        """
+        if self.phone:
+            return self.phone
+        return "" if self.external_id.startswith(RELEASED_PREFIX) else self.external_id
 
 
 class ConversationStatus(models.TextChoices):

@@ -30,6 +30,7 @@ from channels_app.adapters.base import (
 )
 from channels_app.models import ChannelAccount, ChannelKind
 from conversations.models import (
+    PARTS_PENDING,
     AIMode,
     Author,
     Conversation,
@@ -198,6 +199,9 @@ def message_send(*, message_id) -> SendOutcome:
 
     if not account.is_active:
         return _fail(message, SendError("inactive", "The channel account is inactive.", permanent=True))
+    if not conversation.contact.address:
+        reason = "The customer cannot be reached: their number now belongs to someone else."
+        return _fail(message, SendError("unreachable", reason, permanent=True))
 
     sent_before = list(message.payload.get("sent_part_ids") or [])
     try:
@@ -209,8 +213,11 @@ def message_send(*, message_id) -> SendOutcome:
 
     ids = [part for part in (*sent_before, *(r.external_id for r in results)) if part]
     fields: dict[str, Any] = {"external_id": ids[0] if ids else None, "error": "", "error_code": ""}
+    payload = {key: value for key, value in message.payload.items() if key != PARTS_PENDING}
     if len(ids) > 1:
-        fields["payload"] = {**message.payload, "part_ids": ids}
+        payload["part_ids"] = ids
+    if payload != message.payload:
+        fields["payload"] = payload
     # A receipt may already have moved the row past `sent` (it names our id in
     # biz_opaque_callback_data); then only record the provider id.
     if not _mark(message_id, from_status=MessageStatus.SENDING, status=MessageStatus.SENT, **fields):
@@ -227,19 +234,22 @@ def message_send(*, message_id) -> SendOutcome:
 
 
 def _handle_send_error(message: Message, exc: SendError, *, sent_before: list[str]) -> SendOutcome:
-    if exc.sent:
-        # Parts of a split reply reached the customer before the failure: a retry skips them.
+    requeue_from = [MessageStatus.SENDING]
+    if exc.sent or sent_before:
+        # Parts of a split reply reached the customer before the failure: a retry skips them,
+        # and until then their receipts must not mark the whole message sent (receipts.py).
         sent = [*sent_before, *(r.external_id or "" for r in exc.sent)]
-        message.payload = {**message.payload, "sent_part_ids": sent}
+        message.payload = {**message.payload, "sent_part_ids": sent, PARTS_PENDING: True}
         Message.objects.filter(pk=message.pk).update(payload=message.payload)
+        # A receipt for an early part may have moved the row on during this attempt.
+        requeue_from += [MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ]
     if exc.needs_reauth:
         ChannelAccount.objects.filter(pk=message.channel_account_id).update(needs_reauth=True)
     attempts = message.attempts + 1
     if exc.transient and attempts < MAX_SEND_ATTEMPTS:
         delay = backoff_seconds(attempts, exc.retry_after)
-        _mark(
-            message.pk,
-            from_status=MessageStatus.SENDING,
+        Message.objects.filter(pk=message.pk, status__in=requeue_from).update(
+            status_changed_at=timezone.now(),
             status=MessageStatus.QUEUED,
             error_code=str(exc.code)[:32],
             error=f"Retrying in {delay:.0f} s: {exc.message}"[:2000],
@@ -287,7 +297,7 @@ def channel_typing_indicate(*, conversation: Conversation, last_message: Message
 
 def _typing_call(conversation: Conversation, last_message: Message | None) -> tuple | None:
     account = conversation.channel_account
-    if account.kind == ChannelKind.API or not account.access_token:
+    if account.kind == ChannelKind.API or not account.access_token or not conversation.contact.address:
         return None
     credentials = ChannelCredentials(external_id=account.external_id, access_token=account.access_token)
     message_id = (last_message.external_id or "") if last_message else ""

@@ -20,7 +20,16 @@ from django.utils import timezone
 from channels_app.adapters.base import CustomerIdentity, IdentityUpdate
 from channels_app.models import ChannelAccount
 from conversations.inbound.cleaning import clean_str
-from conversations.models import Contact, Conversation, ConversationStatus, LLMCall, Message, MessageStatus
+from conversations.models import (
+    RELEASED_PREFIX,
+    AIMode,
+    Contact,
+    Conversation,
+    ConversationStatus,
+    LLMCall,
+    Message,
+    MessageStatus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -84,17 +93,25 @@ def contact_resolve(
 
 
 def _matching(account: ChannelAccount, *, bsuid: str, phone: str) -> tuple[Contact | None, Contact | None]:
+    """The contacts holding this BSUID and this number. `external_id` counts only for a contact
+    that has neither (one stored before the ids had their own fields): elsewhere it may be stale."""
+    unkeyed = Q(bsuid__isnull=True, phone__isnull=True)
     condition = Q()
     if bsuid:
-        condition |= Q(bsuid=bsuid) | Q(external_id=bsuid)
+        condition |= Q(bsuid=bsuid) | (unkeyed & Q(external_id=bsuid))
     if phone:
-        condition |= Q(phone=phone) | Q(external_id=phone)
+        condition |= Q(phone=phone) | (unkeyed & Q(external_id=phone))
     # Locked, so two deliveries for the same person complete or merge one after the other.
     rows = list(
         Contact.objects.select_for_update().filter(condition, channel_account=account).order_by("created_at")
     )
-    by_bsuid = next((c for c in rows if bsuid and bsuid in (c.bsuid, c.external_id)), None)
-    by_phone = next((c for c in rows if phone and phone in (c.phone, c.external_id) and c != by_bsuid), None)
+
+    def holds(contact: Contact, value: str, field: str) -> bool:
+        stored = getattr(contact, field)
+        return bool(value) and (stored == value or (stored is None and contact.external_id == value))
+
+    by_bsuid = next((c for c in rows if holds(c, bsuid, "bsuid")), None)
+    by_phone = next((c for c in rows if holds(c, phone, "phone") and c != by_bsuid), None)
     return by_bsuid, by_phone
 
 
@@ -123,7 +140,7 @@ def _resolve(account: ChannelAccount, ids: CustomerIdentity, name: str) -> Conta
 
 
 def _complete(contact: Contact, ids: CustomerIdentity, name: str) -> Contact:
-    """Fill in what the contact lacked or what changed; the BSUID becomes its key."""
+    """Fill in what the contact lacked or what changed; it is keyed by its BSUID, else its number."""
     wanted = {
         "bsuid": ids.bsuid,
         "phone": ids.phone,
@@ -134,8 +151,9 @@ def _complete(contact: Contact, ids: CustomerIdentity, name: str) -> Contact:
     fields = [key for key, value in wanted.items() if value and getattr(contact, key) != value]
     for key in fields:
         setattr(contact, key, wanted[key])
-    if contact.bsuid and contact.external_id != contact.bsuid:
-        contact.external_id = contact.bsuid
+    key = contact.bsuid or contact.phone
+    if key and contact.external_id != key:
+        contact.external_id = key
         fields.append("external_id")
     if fields:
         contact.save(update_fields=[*fields, "updated_at"])
@@ -143,9 +161,14 @@ def _complete(contact: Contact, ids: CustomerIdentity, name: str) -> Contact:
 
 
 def _release_phone(contact: Contact) -> None:
+    """The number now belongs to someone else: the contact lets go of it, and of it as its key."""
     fields: dict[str, Any] = {"phone": None, "updated_at": timezone.now()}
+    if not contact.bsuid:
+        # Nothing else identifies this person any more; the key must never match a newcomer.
+        fields["external_id"] = f"{RELEASED_PREFIX}{contact.pk}"
     Contact.objects.filter(pk=contact.pk).update(**fields)
     contact.phone = None
+    contact.external_id = fields.get("external_id", contact.external_id)
     logger.info("phone number moved to another whatsapp user", extra={"contact_id": str(contact.pk)})
 
 
@@ -166,13 +189,7 @@ def _merge(keep: Contact, other: Contact) -> Contact:
         Conversation.objects.filter(pk=other_open.pk).update(
             status=ConversationStatus.CLOSED, closed_at=now, updated_at=now
         )
-        Conversation.objects.filter(pk=keep_open.pk).update(
-            last_message_at=max(keep_open.last_message_at, other_open.last_message_at),
-            last_inbound_at=max(
-                filter(None, (keep_open.last_inbound_at, other_open.last_inbound_at)), default=None
-            ),
-            updated_at=now,
-        )
+        Conversation.objects.filter(pk=keep_open.pk).update(**_joined(keep_open, other_open), updated_at=now)
     Conversation.objects.filter(contact=other).update(contact=keep, updated_at=now)
     # The other contact's ids pass to `keep`: free them first (they are unique per account).
     moved = {name: getattr(other, name) for name in ("phone", "bsuid", "parent_bsuid", "username", "name")}
@@ -190,6 +207,26 @@ def _merge(keep: Contact, other: Contact) -> Contact:
         },
     )
     return keep
+
+
+def _joined(keep: Conversation, other: Conversation) -> dict[str, Any]:
+    """The open conversation's state after another one of the same person joins it.
+
+    The more careful state wins: a staff takeover or a handoff of either stays;
+    data collected in either is kept (the surviving conversation's values first).
+    """
+    return {
+        "last_message_at": max(keep.last_message_at, other.last_message_at),
+        "last_inbound_at": max(filter(None, (keep.last_inbound_at, other.last_inbound_at)), default=None),
+        "ai_mode": AIMode.PAUSED if AIMode.PAUSED in (keep.ai_mode, other.ai_mode) else keep.ai_mode,
+        "needs_human": keep.needs_human or other.needs_human,
+        "handoff_reason": keep.handoff_reason or other.handoff_reason,
+        "collected_data": {**(other.collected_data or {}), **(keep.collected_data or {})},
+        "collected_data_sources": {
+            **(other.collected_data_sources or {}),
+            **(keep.collected_data_sources or {}),
+        },
+    }
 
 
 def contact_identity_update(*, account: ChannelAccount, update: IdentityUpdate) -> Contact | None:
@@ -223,4 +260,9 @@ def _follow(account: ChannelAccount, previous: CustomerIdentity, current: Custom
         _, holder = _matching(account, bsuid="", phone=current.phone)
         if holder is not None and holder != contact:
             _release_phone(holder)
+        if not current.bsuid and contact.bsuid:
+            # A new number means a new BSUID, not announced here: the old one names nobody
+            # now, and the customer's next message (new number, new BSUID) completes the contact.
+            Contact.objects.filter(pk=contact.pk).update(bsuid=None, parent_bsuid=None)
+            contact.bsuid = contact.parent_bsuid = None
     return _complete(contact, current, "")

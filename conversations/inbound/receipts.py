@@ -16,6 +16,7 @@ from channels_app.models import ChannelAccount
 from conversations import turns
 from conversations.inbound.cleaning import ERROR_MAX, clean_str
 from conversations.models import (
+    PARTS_PENDING,
     Direction,
     Message,
     MessageStatus,
@@ -79,7 +80,14 @@ def status_update_apply(*, account: ChannelAccount, update: StatusUpdate) -> int
         reduce(or_, conditions)
     )
     movable = _moves_from(new)
-    rows = list(candidates.filter(status__in=movable).values_list("pk", "conversation_id"))
+    moving = candidates.filter(status__in=movable)
+    if new != MessageStatus.FAILED:
+        # A receipt for the parts of a split reply that arrived says nothing about the parts
+        # still waiting for a retry: the message stays queued until they are sent.
+        moving = moving.exclude(
+            status__in=[MessageStatus.QUEUED, MessageStatus.SENDING], payload__has_key=PARTS_PENDING
+        )
+    rows = list(moving.values_list("pk", "conversation_id"))
     if not rows:
         return 0 if candidates.exists() else None
     fields: dict[str, Any] = {"status": new, "status_changed_at": timezone.now()}

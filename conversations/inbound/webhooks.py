@@ -165,10 +165,6 @@ def _route(*, channel: str, payload: Any, scope: ChannelAccount | None) -> _Appl
 
 def _part_apply(part: _Part) -> None:
     """Store one business's items. Raises on a bug; the caller's savepoint undoes its writes."""
-    for update in part.identity_updates:
-        # First: a message in the same batch may already come from the new id.
-        if contact_identity_update(account=part.accounts[update.routing_id], update=update) is None:
-            part.notes.append("identity update for a customer we have not met: ignored")
     for item in part.messages:
         account = part.accounts[item.routing_id]
         stored = inbound_item_apply(account=account, item=item)
@@ -186,6 +182,11 @@ def _part_apply(part: _Part) -> None:
                 "receipt for an unknown message ignored",
                 extra={"channel_account_id": str(account.pk), "external_id": update.external_id},
             )
+    for update in part.identity_updates:
+        # After the messages: one from the old id in this batch still finds its contact, and one
+        # from the new id made a contact that the update then merges into the old one.
+        if contact_identity_update(account=part.accounts[update.routing_id], update=update) is None:
+            part.notes.append("identity update for a customer we have not met: ignored")
     if part.rejected:
         # Nothing addressed to a business is dropped in silence: the event fails and stays replayable.
         part.failure = "; ".join(item.reason for item in part.rejected)[:ERROR_MAX]

@@ -13,7 +13,7 @@ def identify_whatsapp_contacts(apps, schema_editor):
     Contact = apps.get_model("conversations", "Contact")
     contacts = Contact.objects.filter(channel_account__kind="whatsapp").only("pk", "external_id")
     for contact in contacts.iterator(chunk_size=1000):
-        if contact.external_id.isdigit():
+        if contact.external_id.isdigit() and len(contact.external_id) <= 32:  # the phone column
             Contact.objects.filter(pk=contact.pk).update(phone=contact.external_id)
         elif BSUID_RE.match(contact.external_id):
             Contact.objects.filter(pk=contact.pk).update(bsuid=contact.external_id)

@@ -340,3 +340,102 @@ def test_staff_see_the_username_and_find_the_conversation_by_any_id(alice, numbe
     contact_page = client.get(admin_url(conversation.contact, "change")).content.decode()
     assert "bia.flowers" in contact_page and BSUID in contact_page
     assert "number not shared" in client.get(admin_url(conversation, "change")).content.decode()
+
+
+# -- identity edge cases found in review ---------------------------------------------------
+
+
+def _number_and_bsuid(number_: str, bsuid: str, wamid: str) -> dict:
+    payload = fixture("whatsapp", "number_and_bsuid")
+    value = payload["entry"][0]["changes"][0]["value"]
+    value["contacts"][0].update(wa_id=number_, user_id=bsuid)
+    value["messages"][0].update({"from": number_, "from_user_id": bsuid, "id": wamid})
+    return payload
+
+
+def test_an_old_number_recycled_to_a_stranger_never_reaches_the_previous_owner(number):
+    post_fixture("whatsapp", "text")  # Ana at 5511987654321, by number only
+    post_fixture("whatsapp", "system")  # Ana moves to 5511900000000
+    (ana,) = contacts_of(number)
+
+    post_json("whatsapp", _number_and_bsuid(ANA, "BR.77777777777777777777", "wamid.STRANGER"))
+
+    ana.refresh_from_db()
+    assert (ana.phone, ana.external_id) == ("5511900000000", "5511900000000")
+    stranger = Contact.objects.get(bsuid="BR.77777777777777777777")
+    assert stranger != ana and stranger.phone == ANA
+    assert Message.objects.get(external_id="wamid.STRANGER").conversation.contact == stranger
+
+
+def test_a_contact_whose_only_number_went_to_someone_else_is_no_longer_addressed(alice, number):
+    old_owner = fixture("whatsapp", "text")
+    value = old_owner["entry"][0]["changes"][0]["value"]
+    value["contacts"][0]["wa_id"] = value["messages"][0]["from"] = "5511900000000"
+    value["messages"][0]["id"] = "wamid.OLD_OWNER"
+    post_json("whatsapp", old_owner)  # someone known only by 5511900000000
+    post_fixture("whatsapp", "number_and_bsuid")  # Ana, number and BSUID
+    old = Contact.objects.get(phone="5511900000000")
+    ana = Contact.objects.get(bsuid=ANA_BSUID)
+
+    post_fixture("whatsapp", "system")  # Ana's number is now 5511900000000
+
+    old.refresh_from_db()
+    assert old.phone is None and old.external_id.startswith("released.") and old.address == ""
+    assert Contact.objects.get(phone="5511900000000") == ana
+    # Ana writes from her new number (with her new BSUID): her contact, not the old owner's.
+    post_json("whatsapp", _number_and_bsuid("5511900000000", "BR.80000000000000000002", "wamid.ANA2"))
+    assert Message.objects.get(external_id="wamid.ANA2").conversation.contact == ana
+
+    from conversations.outbound import message_outbound_create, message_send
+
+    conversation = Conversation.objects.get(contact=old)
+    reply = message_outbound_create(conversation=conversation, author=Author.STAFF, text="Hi", enqueue=False)
+    assert message_send(message_id=reply.pk).status == MessageStatus.FAILED
+    reply.refresh_from_db()
+    assert "cannot be reached" in reply.error
+
+
+def test_a_number_change_announced_without_bsuids_keeps_one_contact(number):
+    post_fixture("whatsapp", "number_and_bsuid")  # Ana: her number and BSUID
+    (ana,) = contacts_of(number)
+    change = fixture("whatsapp", "system")  # user_changed_number, no BSUIDs in it
+    post_json("whatsapp", change)
+
+    post_json("whatsapp", _number_and_bsuid("5511900000000", "BR.80000000000000000001", "wamid.NEW"))
+
+    assert contacts_of(number) == [ana]
+    ana.refresh_from_db()
+    assert (ana.phone, ana.bsuid) == ("5511900000000", "BR.80000000000000000001")
+
+
+def test_a_message_from_the_old_id_in_the_same_batch_as_the_update_stays_with_its_contact(number):
+    post_fixture("whatsapp", "number_withheld")
+    batch = fixture("whatsapp", "number_withheld")
+    value = batch["entry"][0]["changes"][0]["value"]
+    value["messages"][0]["id"] = "wamid.OLD_ID"
+    update = fixture("whatsapp", "system_user_id")["entry"][0]["changes"][0]["value"]["messages"][0]
+    value["messages"].insert(0, update)  # the announcement first, the old-id message after it
+
+    post_json("whatsapp", batch)
+
+    (contact,) = contacts_of(number)
+    assert contact.bsuid == NEW_BSUID
+    assert Message.objects.get(external_id="wamid.OLD_ID").conversation.contact == contact
+
+
+def test_a_merge_keeps_a_staff_takeover_of_either_conversation(number):
+    withheld = fixture("whatsapp", "number_withheld")
+    withheld["entry"][0]["changes"][0]["value"]["contacts"][0]["user_id"] = ANA_BSUID
+    post_json("whatsapp", withheld)
+    post_fixture("whatsapp", "text")
+    by_bsuid, by_number = contacts_of(number)
+    Conversation.objects.filter(contact=by_number).update(
+        ai_mode="paused", needs_human=True, handoff_reason="Staff took over", collected_data={"name": "Ana"}
+    )
+
+    post_fixture("whatsapp", "number_and_bsuid")
+
+    conversation = Conversation.objects.get(contact=by_bsuid, status=ConversationStatus.OPEN)
+    assert (conversation.ai_mode, conversation.needs_human) == ("paused", True)
+    assert conversation.handoff_reason == "Staff took over"
+    assert conversation.collected_data == {"name": "Ana"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.test import override_settings
 from django.utils import timezone
 
 from businesses.models import AIControlSettings
@@ -276,3 +277,51 @@ def test_the_typing_indicator_is_sent_without_holding_up_the_turn(open_window, f
     while not fake_graph.requests and time.monotonic() < deadline:
         time.sleep(0.05)
     assert fake_graph.last.body["status"] == "read"
+
+
+def test_a_receipt_for_the_parts_that_arrived_does_not_mark_a_half_sent_reply_sent(open_window, fake_graph):
+    from tests.channels.webhook_helpers import post_json
+
+    message = _queued(open_window, text=f"{'a' * 4000}\n\n{'b' * 100}")
+    fake_graph.ok()
+    fake_graph.fail(500, {"error": {"message": "boom", "code": 1}})
+    assert message_send(message_id=message.pk).status == MessageStatus.QUEUED
+
+    # Meta's receipt for part 1 names our message id (biz_opaque_callback_data).
+    receipt = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "WABA",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "1555",
+                                "phone_number_id": open_window.channel.external_id,
+                            },
+                            "statuses": [
+                                {
+                                    "id": "wamid.1",
+                                    "status": "delivered",
+                                    "timestamp": "1767229000",
+                                    "biz_opaque_callback_data": str(message.pk),
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    with override_settings(META_APP_SECRET="test-app-secret-0123456789abcdef"):
+        assert post_json("whatsapp", receipt).status_code == 200
+    message.refresh_from_db()
+    assert message.status == MessageStatus.QUEUED
+
+    assert message_send(message_id=message.pk).status == MessageStatus.SENT
+    assert [r.body["text"]["body"][0] for r in fake_graph.requests] == ["a", "b", "b"]
+    message.refresh_from_db()
+    assert "parts_pending" not in message.payload

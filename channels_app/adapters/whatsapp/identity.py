@@ -44,6 +44,8 @@ def message_identity(
     side = "to" if echo else "from"
     phone = as_str(item.get(side))
     bsuid = as_str(item.get(f"{side}_user_id"))
+    if is_bsuid(phone):  # a BSUID in the number's field: never stored as a number
+        phone, bsuid = "", bsuid or phone
     contact = _contact_for(contacts, phone, bsuid)
     profile = as_dict(contact.get("profile"))
     identity = CustomerIdentity(
