@@ -39,9 +39,7 @@ from conversations.inbound.cleaning import ERROR_MAX, NOTES_SHOWN, clean_json, c
 from conversations.inbound.contacts import contact_identity_update
 from conversations.inbound.receipts import status_update_apply
 from conversations.inbound.storing import Outcome, inbound_item_apply
-from conversations.models import (
-    MessageStatus,
-)
+from conversations.models import ConversationStatus, Message, MessageStatus
 from icmp import strict_json
 
 logger = logging.getLogger(__name__)
@@ -185,8 +183,18 @@ def _part_apply(part: _Part) -> None:
     for update in part.identity_updates:
         # After the messages: one from the old id in this batch still finds its contact, and one
         # from the new id made a contact that the update then merges into the old one.
-        if contact_identity_update(account=part.accounts[update.routing_id], update=update) is None:
+        contact = contact_identity_update(account=part.accounts[update.routing_id], update=update)
+        if contact is None:
             part.notes.append("identity update for a customer we have not met: ignored")
+            continue
+        # A merge may have moved unanswered messages into the contact's open conversation.
+        waiting = Message.objects.filter(
+            conversation__contact=contact,
+            conversation__status=ConversationStatus.OPEN,
+            status=MessageStatus.RECEIVED,
+        ).values_list("conversation_id", flat=True)
+        for conversation_id in waiting[:1]:
+            part.to_process[conversation_id] = None
     if part.rejected:
         # Nothing addressed to a business is dropped in silence: the event fails and stays replayable.
         part.failure = "; ".join(item.reason for item in part.rejected)[:ERROR_MAX]

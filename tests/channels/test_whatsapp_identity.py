@@ -439,3 +439,27 @@ def test_a_merge_keeps_a_staff_takeover_of_either_conversation(number):
     assert (conversation.ai_mode, conversation.needs_human) == ("paused", True)
     assert conversation.handoff_reason == "Staff took over"
     assert conversation.collected_data == {"name": "Ana"}
+
+
+def test_a_merge_by_announcement_queues_a_turn_for_the_messages_it_moved(
+    number, enqueued, django_capture_on_commit_callbacks
+):
+    post_fixture("whatsapp", "number_withheld")  # B1: wamid.U1 waits for its turn
+    moved = fixture("whatsapp", "number_withheld")
+    value = moved["entry"][0]["changes"][0]["value"]
+    value["contacts"][0]["user_id"] = NEW_BSUID
+    value["messages"][0]["id"] = "wamid.FROM_NEW_ID"
+    post_json("whatsapp", moved)  # the customer writes from the new id before the announcement
+    assert len(contacts_of(number)) == 2
+
+    with django_capture_on_commit_callbacks(execute=True):
+        post_fixture("whatsapp", "system_user_id")
+
+    (contact,) = contacts_of(number)
+    conversation = Conversation.objects.get(contact=contact, status=ConversationStatus.OPEN)
+    assert enqueued == [conversation.pk]
+    assert set(
+        Message.objects.filter(channel_account=number, status=MessageStatus.RECEIVED).values_list(
+            "conversation_id", flat=True
+        )
+    ) == {conversation.pk}
