@@ -1,8 +1,8 @@
 """Re-enqueue work that a lost task left behind.
 
 The database is the source of truth: a Redis restart can drop queued tasks and
-a killed worker can leave a message mid-turn. Run every minute (Celery beat)
-and by `manage.py sweep_messages`.
+a killed worker can leave a message mid-turn. Run every SWEEPER_INTERVAL_SECONDS
+(Celery beat) and by `manage.py sweep_messages`.
 """
 
 from __future__ import annotations
@@ -49,11 +49,12 @@ def messages_sweep() -> dict[str, int]:
     for conversation_id in conversation_ids:
         conversation_process_enqueue(conversation_id=conversation_id)
 
+    queued_after = timedelta(seconds=settings.SWEEPER_QUEUED_AFTER_SECONDS)
     queued = list(
         Message.objects.filter(
             direction=Direction.OUT,
             status=MessageStatus.QUEUED,
-            status_changed_at__lt=now - stuck_after,
+            status_changed_at__lt=now - queued_after,
         ).values_list("pk", flat=True)[:BATCH]
     )
     Message.objects.filter(pk__in=queued, status=MessageStatus.QUEUED).update(status_changed_at=now)

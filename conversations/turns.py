@@ -2,7 +2,9 @@
 
 A turn holds a lease on the conversation row, claimed with a conditional
 UPDATE (works the same on PostgreSQL and SQLite, holds no transaction open
-during LLM calls). An expired lease frees the turn of a worker that was killed.
+during LLM calls). The lease is short and a heartbeat renews it while the turn
+runs, so a slow LLM never loses it and a killed worker's conversation is free
+again within TURN_LEASE_SECONDS.
 Messages that arrive while a turn runs, or within the business's burst window,
 are answered together in the next turn.
 """
@@ -10,12 +12,13 @@ are answered together in the next turn.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -57,6 +60,43 @@ def _lease_claim(conversation_id) -> uuid.UUID | None:
         .update(turn_lease_until=now + timedelta(seconds=settings.TURN_LEASE_SECONDS), turn_lease_token=token)
     )
     return token if claimed else None
+
+
+class _LeaseHeartbeat:
+    """Renews a turn's lease every TURN_LEASE_RENEW_SECONDS from a thread of its own.
+
+    The thread touches the database only for the one UPDATE of each beat and
+    gives its connection back at once; it stops when the turn ends or when the
+    lease is no longer ours.
+    """
+
+    def __init__(self, conversation_id, token: uuid.UUID) -> None:
+        self.conversation_id, self.token = conversation_id, token
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="turn-lease-heartbeat", daemon=True)
+
+    def __enter__(self) -> _LeaseHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(settings.TURN_LEASE_RENEW_SECONDS):
+            try:
+                renewed = Conversation.objects.filter(
+                    pk=self.conversation_id, turn_lease_token=self.token
+                ).update(turn_lease_until=timezone.now() + timedelta(seconds=settings.TURN_LEASE_SECONDS))
+            except Exception:  # the database is away: the turn's own writes will say so
+                logger.warning("turn lease not renewed", extra={"conversation_id": str(self.conversation_id)})
+                renewed = 1
+            finally:
+                connection.close()
+            if not renewed:
+                logger.warning("turn lease lost", extra={"conversation_id": str(self.conversation_id)})
+                return
 
 
 def _lease_release(conversation_id, token: uuid.UUID) -> None:
@@ -114,25 +154,30 @@ def conversation_turn_process(*, conversation_id, wait_for_burst: bool = True) -
     token = _lease_claim(conversation_id)
     if token is None:
         return TurnOutcome(status="busy", retry_in=2.0)
-    turns = 0
     try:
-        while turns < MAX_TURNS_PER_RUN:
-            pending = _pending(conversation_id)
-            if not pending:
-                return TurnOutcome(status="done", turns=turns)
-            conversation = Conversation.objects.select_related(
-                "business", "channel_account", "contact", "stage", "agent"
-            ).get(pk=conversation_id)
-            ai_settings = AIControlSettings.objects.filter(business_id=conversation.business_id).first()
-            window = ai_settings.burst_window_seconds if ai_settings else 0
-            quiet_for = (timezone.now() - pending[-1].created_at).total_seconds()
-            if wait_for_burst and window and quiet_for < window:
-                return TurnOutcome(status="waiting", turns=turns, retry_in=window - quiet_for)
-            _turn(conversation, pending, ai_settings)
-            turns += 1
-        return TurnOutcome(status="more", turns=turns, retry_in=0.1)
+        with _LeaseHeartbeat(conversation_id, token):
+            return _turns_run(conversation_id, wait_for_burst=wait_for_burst)
     finally:
         _lease_release(conversation_id, token)
+
+
+def _turns_run(conversation_id, *, wait_for_burst: bool) -> TurnOutcome:
+    turns = 0
+    while turns < MAX_TURNS_PER_RUN:
+        pending = _pending(conversation_id)
+        if not pending:
+            return TurnOutcome(status="done", turns=turns)
+        conversation = Conversation.objects.select_related(
+            "business", "channel_account", "contact", "stage", "agent"
+        ).get(pk=conversation_id)
+        ai_settings = AIControlSettings.objects.filter(business_id=conversation.business_id).first()
+        window = ai_settings.burst_window_seconds if ai_settings else 0
+        quiet_for = (timezone.now() - pending[-1].created_at).total_seconds()
+        if wait_for_burst and window and quiet_for < window:
+            return TurnOutcome(status="waiting", turns=turns, retry_in=window - quiet_for)
+        _turn(conversation, pending, ai_settings)
+        turns += 1
+    return TurnOutcome(status="more", turns=turns, retry_in=0.1)
 
 
 def _turn(conversation: Conversation, pending: list[Message], ai_settings: AIControlSettings | None) -> None:

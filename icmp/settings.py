@@ -155,16 +155,22 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# A turn's lease on its conversation: longer than a turn's worst case (three LLM
-# round trips with retries); an expired lease frees the turn of a killed worker.
-TURN_LEASE_SECONDS = env.int("TURN_LEASE_SECONDS", default=600)
-# Pending work older than this has lost its task and is re-enqueued by the sweeper.
-SWEEPER_STUCK_AFTER_SECONDS = env.int("SWEEPER_STUCK_AFTER_SECONDS", default=120)
+# A turn's lease on its conversation, renewed by a heartbeat while the turn runs
+# (conversations/turns.py): a killed worker's conversation is free again after at
+# most this long, however slow the LLM. The renewal interval must stay well below it.
+TURN_LEASE_SECONDS = env.int("TURN_LEASE_SECONDS", default=30)
+TURN_LEASE_RENEW_SECONDS = env.float("TURN_LEASE_RENEW_SECONDS", default=TURN_LEASE_SECONDS / 3)
+# A customer message this old with no turn running has lost its task: re-enqueued.
+SWEEPER_STUCK_AFTER_SECONDS = env.int("SWEEPER_STUCK_AFTER_SECONDS", default=30)
+# A reply queued this long ago without a send has lost its task (longer than the
+# send retries' backoff, so a scheduled retry is not run early).
+SWEEPER_QUEUED_AFTER_SECONDS = env.int("SWEEPER_QUEUED_AFTER_SECONDS", default=120)
 # A send claimed this long ago with no outcome is marked failed, never re-sent blindly.
 SWEEPER_SENDING_UNKNOWN_AFTER_SECONDS = env.int("SWEEPER_SENDING_UNKNOWN_AFTER_SECONDS", default=900)
 # The sweeper re-enqueues work a lost task left behind (see conversations/sweeper.py).
+SWEEPER_INTERVAL_SECONDS = env.float("SWEEPER_INTERVAL_SECONDS", default=15.0)
 CELERY_BEAT_SCHEDULE = {
-    "sweep-stuck-messages": {"task": "conversations.sweep", "schedule": 60.0},
+    "sweep-stuck-messages": {"task": "conversations.sweep", "schedule": SWEEPER_INTERVAL_SECONDS},
 }
 
 # --- Auth, i18n, static --------------------------------------------------------

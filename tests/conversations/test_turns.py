@@ -222,3 +222,73 @@ def test_a_broker_outage_after_commit_is_logged_and_left_to_the_sweeper(
         conversation_process_enqueue(conversation_id=alice.conversation.pk)  # logs, does not raise
     message.refresh_from_db()
     assert message.status == MessageStatus.RECEIVED  # stored; the sweeper will enqueue it
+
+
+# -- the lease heartbeat -----------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_turn_slower_than_its_lease_keeps_it_by_heartbeat_and_a_dead_turns_lease_expires(
+    alice, fake_llm, fake_graph, settings
+):
+    """The heartbeat runs on its own connection: this needs committed rows (PostgreSQL or SQLite files)."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    from conversations.turns import _lease_claim
+    from tests.fakes.openai_server import Reply
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the heartbeat's own connection needs committed rows of a real server (PostgreSQL)")
+    settings.TURN_LEASE_SECONDS = 1
+    settings.TURN_LEASE_RENEW_SECONDS = 0.2
+    Conversation.objects.filter(pk=alice.conversation.pk).update(last_inbound_at=timezone.now())
+    message = _inbound(alice)
+    fake_llm.on("selection", Reply.slow(2.5, json_content={"stage": "general"}))
+    fake_llm.on("response", {"reply": "Thanks for waiting!", "quick_replies": []})
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["turn"] = conversation_turn_process(conversation_id=alice.conversation.pk)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    time.sleep(1.8)  # past the 1 s lease: only the heartbeat keeps it
+    stolen = _lease_claim(alice.conversation.pk)
+    worker.join(timeout=30)
+
+    assert stolen is None
+    assert outcome["turn"].status == "done"
+    message.refresh_from_db()
+    assert message.status == MessageStatus.ANSWERED
+    assert Conversation.objects.get(pk=alice.conversation.pk).turn_lease_until is None
+    # A lease nobody renews (a killed worker's) is free again after TURN_LEASE_SECONDS.
+    token = _lease_claim(alice.conversation.pk)
+    assert token is not None and _lease_claim(alice.conversation.pk) is None
+    time.sleep(1.1)
+    assert _lease_claim(alice.conversation.pk) is not None
+
+
+def test_the_sweeper_finds_a_lost_turn_within_seconds_but_leaves_a_reply_waiting_for_its_retry(alice):
+    lost_turn = _inbound(alice, age=timedelta(seconds=45))  # no lease: its task is gone
+    retrying = Message.objects.create(
+        business=alice.business,
+        conversation=alice.conversation,
+        channel_account=alice.channel,
+        direction=Direction.OUT,
+        author=Author.AI,
+        text="Sent again after a backoff",
+        status=MessageStatus.QUEUED,
+        status_changed_at=timezone.now() - timedelta(seconds=45),
+    )
+
+    assert messages_sweep() == {"conversations": 1, "queued": 0, "unknown": 0}
+
+    lost_turn.refresh_from_db()
+    retrying.refresh_from_db()
+    assert lost_turn.status == MessageStatus.RECEIVED and retrying.status == MessageStatus.QUEUED
