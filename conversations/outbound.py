@@ -39,6 +39,7 @@ from conversations.models import (
     MessageStatus,
     MessageType,
 )
+from icmp.db import connections_release
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +208,7 @@ def message_send(*, message_id) -> SendOutcome:
     try:
         content = replace(_content_for(message, account, conversation), parts_sent=len(sent_before))
         credentials = ChannelCredentials(external_id=account.external_id, access_token=account.access_token)
+        connections_release()  # the Graph round trip holds no database connection
         results = get_adapter(account.kind).send(credentials, conversation.contact.address, content)
     except SendError as exc:
         return _handle_send_error(message, exc, sent_before=sent_before)

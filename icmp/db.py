@@ -16,3 +16,18 @@ class BaseModel(models.Model):
 
     class Meta:
         abstract = True
+
+
+def connections_release() -> None:
+    """Give this thread's database connections back before a network wait (an LLM request,
+    a Graph send): with the native pool they return to it, so a connection serves the short
+    database phases of many turns instead of idling through one turn's wait.
+
+    A no-op inside a transaction (its connection must stay) and for SQLite's in-memory
+    database (Django keeps that one open).
+    """
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()

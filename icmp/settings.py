@@ -155,6 +155,16 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The worker: threads, since a turn mostly waits on the network (LLM, Graph) and
+# holds no database connection while it waits; the pool serves the short database
+# phases. In-flight turns are bounded by the concurrency, not by processes.
+CELERY_WORKER_POOL = env("CELERY_WORKER_POOL", default="threads")
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=32)
+# LLM requests in flight from one worker process: to the provider, and for one business
+# (conversations/llm/gate.py); a request waits at most LLM_SLOT_WAIT_SECONDS for a slot.
+LLM_MAX_CONCURRENCY = env.int("LLM_MAX_CONCURRENCY", default=64)
+LLM_MAX_CONCURRENCY_PER_BUSINESS = env.int("LLM_MAX_CONCURRENCY_PER_BUSINESS", default=16)
+LLM_SLOT_WAIT_SECONDS = env.float("LLM_SLOT_WAIT_SECONDS", default=60.0)
 # A turn's lease on its conversation, renewed by a heartbeat while the turn runs
 # (conversations/turns.py): a killed worker's conversation is free again after at
 # most this long, however slow the LLM. The renewal interval must stay well below it.

@@ -102,12 +102,24 @@ def _classify(exc: Exception, latency_ms: int) -> LLMError:
         status = exc.status_code
         transient = status in (408, 409, 429) or status >= 500
         return LLMError(
-            str(exc.message)[:MAX_ERROR_CHARS], transient=transient, status_code=status, latency_ms=latency_ms
+            str(exc.message)[:MAX_ERROR_CHARS],
+            transient=transient,
+            status_code=status,
+            latency_ms=latency_ms,
+            retry_after=_retry_after(exc.response.headers) if status == 429 else None,
         )
     if isinstance(exc, (openai.APIResponseValidationError, ValueError)):
         # A garbled body from the server (or a proxy in front of it); worth another try later.
         return LLMError(f"malformed response: {exc}"[:MAX_ERROR_CHARS], transient=True, latency_ms=latency_ms)
     return LLMError(f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS], transient=False, latency_ms=latency_ms)
+
+
+def _retry_after(headers: Any) -> float | None:
+    try:
+        value = float(headers.get("retry-after", ""))
+    except (TypeError, ValueError):
+        return None
+    return value if 0 <= value <= 3600 else None
 
 
 def _strip_fences(text: str) -> str:

@@ -18,12 +18,15 @@ class LLMError(Exception):
         transient: bool,
         status_code: int | None = None,
         latency_ms: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.transient = transient
         self.status_code = status_code
         self.latency_ms = latency_ms
+        # Seconds the provider asked us to wait (Retry-After on a 429), when it said.
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         kind = "transient" if self.transient else "permanent"

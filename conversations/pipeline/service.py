@@ -20,11 +20,13 @@ from django.utils import timezone
 
 from conversations.llm.client import llm_complete, llm_configured
 from conversations.llm.errors import LLMUnavailable
+from conversations.llm.gate import llm_gated
 from conversations.llm.ledger import llm_call_build, llm_calls_save
 from conversations.models import Conversation, LLMCall, Message
 from conversations.pipeline.budget import turn_budget_exceeded
 from conversations.pipeline.context import TurnContext, turn_context_build
 from conversations.pipeline.turn import TurnDraft, collected_merge, turn_draft
+from icmp.db import connections_release
 from stages.models import Stage
 
 logger = logging.getLogger(__name__)
@@ -141,7 +143,9 @@ def turn_run(*, conversation: Conversation, messages: list[Message], dry_run: bo
         logger.info("Turn not run: %s", reason, extra=log_extra)
         return TurnResult(stage=current, handoff_reason=reason)
 
-    draft = turn_draft(ctx=ctx, llm=llm_complete)
+    # The LLM round trips hold no database connection: it goes back to the pool first.
+    connections_release()
+    draft = turn_draft(ctx=ctx, llm=llm_gated(llm_complete, business_id=ctx.business_id))
     calls = draft_ledger_write(ctx, draft, dry_run=dry_run)
     call_ids = [c.id for c in calls]
 

@@ -74,9 +74,8 @@ class Worker:
                 "celery",
                 "-A",
                 "icmp",
-                "worker",
-                "--pool=prefork",
-                "--concurrency=1",
+                "worker",  # the production pool (threads) and concurrency come from the settings
+                "--concurrency=4",
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
