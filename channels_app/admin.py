@@ -54,6 +54,8 @@ class SecretField(forms.CharField):
     widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
 
     def has_changed(self, initial, data):
+        # Cleaned as the form cleans it: a re-posted token with a stray space is the same token.
+        data = self.to_python(data)
         return bool(data) and data != initial
 
 
@@ -80,6 +82,13 @@ class ChannelAccountForm(TenantModelForm):
     class Meta:
         model = ChannelAccount
         fields = "__all__"
+
+    def _get_validation_exclusions(self):
+        # Not the (kind, external_id) constraint: "already exists" would tell anyone whether an id
+        # is connected before any proof. The service answers `already_connected` after the proof.
+        exclusions = super()._get_validation_exclusions()
+        exclusions.add("external_id")
+        return exclusions
 
     def clean_external_id(self):
         external_id = (self.cleaned_data.get("external_id") or "").strip()
@@ -173,11 +182,18 @@ class ChannelAccountAdmin(TenantAdmin):
         self, request: HttpRequest, object_id
     ) -> OwnershipProof | ApplicationError | None:
         """Prove the posted id and token when the save would need it; None when it would not."""
-        obj = self.get_queryset(request).filter(pk=unquote(object_id)).first() if object_id else None
+        try:
+            obj = self.get_queryset(request).filter(pk=unquote(object_id)).first() if object_id else None
+        except (ValidationError, ValueError):
+            obj = None  # not a uuid
         if object_id and (obj is None or not self.has_change_permission(request, obj)):
             return None  # the normal view answers 404 or 403
         kind = obj.kind if obj is not None else request.POST.get("kind", "")
-        if kind not in META_KINDS or (is_superuser(request) and request.POST.get("operator_approved")):
+        # Parsed as the form parses it ("false" is no), so this decision and the save agree.
+        approved = ChannelAccountForm.base_fields["operator_approved"].to_python(
+            request.POST.get("operator_approved")
+        )
+        if kind not in META_KINDS or (is_superuser(request) and approved):
             return None
         external_id = request.POST.get("external_id", "").strip() or (obj.external_id if obj else "")
         if not EXTERNAL_ID_RE.match(external_id):
@@ -219,6 +235,8 @@ class ChannelAccountAdmin(TenantAdmin):
         ownership = {
             "proof": form.ownership if isinstance(form.ownership, OwnershipProof) else None,
             "operator_approved": is_superuser(request) and bool(cleaned.get("operator_approved")),
+            # Meta was asked before the transaction opened; never from inside it.
+            "prove_now": False,
         }
         if not change:
             saved = channel_account_create(

@@ -64,9 +64,17 @@ def channel_account_ownership_prove(*, kind: str, external_id: str, access_token
 
 
 def _ownership(
-    channel_account: ChannelAccount, *, proof: OwnershipProof | None, operator_approved: bool
+    channel_account: ChannelAccount,
+    *,
+    proof: OwnershipProof | None,
+    operator_approved: bool,
+    prove_now: bool,
 ) -> None:
-    """Prove (or take the operator's word) that the account's token controls its id, and record it."""
+    """Prove (or take the operator's word) that the account's token controls its id, and record it.
+
+    `prove_now=False` (a caller inside a transaction): a missing or stale proof is refused, not
+    fetched, so no Graph call ever holds a transaction open.
+    """
     if operator_approved:
         check, label = OwnershipCheck.OPERATOR, ""
     else:
@@ -75,6 +83,12 @@ def _ownership(
             or proof.external_id != channel_account.external_id
             or proof.token_sha256 != token_digest(channel_account.access_token)
         ):
+            if not prove_now:
+                raise ApplicationError(
+                    "Meta was not asked about this id and token before saving; submit the form again.",
+                    code="ownership_unproven",
+                    field="access_token",
+                )
             proof = channel_account_ownership_prove(
                 kind=channel_account.kind,
                 external_id=channel_account.external_id,
@@ -145,11 +159,13 @@ def channel_account_create(
     agent: Agent | None = None,
     proof: OwnershipProof | None = None,
     operator_approved: bool = False,
+    prove_now: bool = True,
 ) -> ChannelAccount:
     """Connect an account. A Meta account needs a token that controls its id (or the operator's word).
 
     Ownership comes before the "already connected" answer, so nobody learns
-    which ids are connected without a token for them.
+    which ids are connected without a token for them. Without a matching `proof`,
+    Meta is asked here unless `prove_now` is False (then it is refused).
     """
     if kind not in ChannelKind.values:
         raise ApplicationError(
@@ -171,7 +187,7 @@ def channel_account_create(
         agent=agent,
     )
     if kind in META_KINDS:
-        _ownership(channel_account, proof=proof, operator_approved=operator_approved)
+        _ownership(channel_account, proof=proof, operator_approved=operator_approved, prove_now=prove_now)
     if channel_account_external_id_taken(kind=kind, external_id=external_id):
         raise _already_connected(kind)
     _save(channel_account)
@@ -188,6 +204,7 @@ def channel_account_update(
     data: dict[str, Any],
     proof: OwnershipProof | None = None,
     operator_approved: bool = False,
+    prove_now: bool = True,
 ) -> ChannelAccount:
     """Apply `data` (a subset of UPDATABLE_FIELDS, plus an unchanged `kind`).
 
@@ -232,7 +249,7 @@ def channel_account_update(
     new_id = "external_id" in changed
     new_token = "access_token" in changed and bool(channel_account.access_token)
     if channel_account.kind in META_KINDS and (new_id or new_token):
-        _ownership(channel_account, proof=proof, operator_approved=operator_approved)
+        _ownership(channel_account, proof=proof, operator_approved=operator_approved, prove_now=prove_now)
         changed += ["ownership_check", "ownership_checked_at", "ownership_label"]
     if new_id and channel_account_external_id_taken(
         kind=channel_account.kind, external_id=channel_account.external_id, exclude_id=channel_account.pk

@@ -68,16 +68,42 @@ class _Part:
     failure: str = ""
     to_process: dict[uuid.UUID, None] = field(default_factory=dict)
 
-    def items_json(self) -> str:
-        items = {
-            "messages": [item.raw for item in self.messages],
-            "statuses": [item.raw for item in self.statuses],
-            "errors": [item.raw for item in self.errors],
-            "identity_updates": [item.raw for item in self.identity_updates],
-            "rejected": [item.raw for item in self.rejected],
-        }
+    def items_json(self, stored: str = "") -> str:
+        """This business's items, after those `stored` by an earlier application (none twice).
+
+        A replay routes by today's accounts: an item whose account was since deactivated
+        routes nowhere, but the business received it and keeps it in its view.
+        """
+        items = _stored_items(stored)
+        seen = {key: {_canonical(raw) for raw in raws} for key, raws in items.items()}
+        for key, raws in (
+            ("messages", [item.raw for item in self.messages]),
+            ("statuses", [item.raw for item in self.statuses]),
+            ("errors", [item.raw for item in self.errors]),
+            ("identity_updates", [item.raw for item in self.identity_updates]),
+            ("rejected", [item.raw for item in self.rejected]),
+        ):
+            for raw in raws:
+                canonical = _canonical(raw)
+                if canonical not in seen.setdefault(key, set()):
+                    seen[key].add(canonical)
+                    items.setdefault(key, []).append(raw)
         # ASCII escapes: lone surrogates and NULs stay storable as text.
         return json.dumps({key: value for key, value in items.items() if value}, default=str)
+
+
+def _canonical(raw: Any) -> str:
+    return json.dumps(raw, sort_keys=True, default=str)
+
+
+def _stored_items(text: str) -> dict[str, list[Any]]:
+    try:
+        stored = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    if not isinstance(stored, dict):
+        return {}
+    return {key: list(value) for key, value in stored.items() if isinstance(value, list)}
 
 
 @dataclass
@@ -230,6 +256,11 @@ def _apply(*, channel: str, payload: Any, scope: ChannelAccount | None) -> _Appl
 
 
 def _parts_save(event: WebhookEvent, applied: _Applied) -> None:
+    stored = dict(
+        WebhookEventPart.objects.filter(event=event, business_id__in=applied.parts).values_list(
+            "business_id", "items"
+        )
+    )
     for business_id, part in applied.parts.items():
         WebhookEventPart.objects.update_or_create(
             event=event,
@@ -237,7 +268,7 @@ def _parts_save(event: WebhookEvent, applied: _Applied) -> None:
             defaults={
                 "channel": event.channel,
                 "channel_account": part.account,
-                "items": part.items_json(),
+                "items": part.items_json(stored.get(business_id, "")),
                 "status": WebhookEventPartStatus.FAILED if part.failure else WebhookEventPartStatus.PROCESSED,
                 "error": _summary([part.failure, *part.notes] if part.failure else part.notes),
             },

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from channels_app.models import ChannelAccount, OwnershipCheck
-from tests.admin import admin_url
+from tests.admin import admin_url, form_post_data
 
 URL = "/api/v1/channel-accounts/"
 GOOD = "EAAG-token-that-controls-it"
@@ -199,3 +199,137 @@ def test_staff_cannot_approve_without_meta_but_the_operator_can(alice, meta):
     assert not ChannelAccount.objects.filter(external_id=NUMBER).exists()
     assert _admin_add(root, alice.business, OTHER, operator_approved="on").status_code == 302
     assert ChannelAccount.objects.get(external_id=NUMBER).ownership_check == OwnershipCheck.OPERATOR
+
+
+def _form_errors(response) -> dict[str, list[str]]:
+    return {name: list(errors) for name, errors in response.context["adminform"].form.errors.items()}
+
+
+def test_the_admin_never_says_whether_an_id_is_taken_before_the_proof(alice, bob, meta):
+    ChannelAccount.objects.create(
+        business=alice.business, kind="whatsapp", external_id=NUMBER, name="A", access_token=GOOD
+    )
+    client = Client()
+    client.force_login(bob.owner)
+
+    taken = _admin_add(client, bob.business, OTHER)
+    free = _admin_add(client, bob.business, OTHER, external_id="3300998877")
+
+    assert taken.status_code == free.status_code == 200
+    assert "already exists" not in taken.content.decode()
+    assert list(_form_errors(taken)) == list(_form_errors(free)) == ["access_token"]
+    assert "Meta refused the access token" in _form_errors(taken)["access_token"][0]
+    assert ChannelAccount.objects.get(external_id=NUMBER).business == alice.business
+
+
+def test_a_proven_id_that_is_taken_is_answered_after_the_proof(alice, bob, meta):
+    ChannelAccount.objects.create(
+        business=alice.business, kind="whatsapp", external_id=NUMBER, name="A", access_token=GOOD
+    )
+    client = Client()
+    client.force_login(bob.owner)
+
+    response = _admin_add(client, bob.business, GOOD)
+
+    # The service's answer, shown as a message on the page: the same as the API's.
+    assert response.status_code == 302
+    page = client.get(response["Location"]).content.decode()
+    assert "already connected" in page and "already exists" not in page
+    assert ChannelAccount.objects.filter(external_id=NUMBER).count() == 1
+
+
+# -- the admin never asks Meta inside its transaction -----------------------------------
+
+
+@pytest.fixture
+def graph_depths(monkeypatch):
+    """The transaction depth of every ownership Graph call, relative to the test's own."""
+    from django.db import connection
+
+    from channels_app.adapters import ownership
+
+    real_get = ownership._get
+    outside = len(connection.atomic_blocks)
+    depths: list[int] = []
+
+    def spy(*args, **kwargs):
+        depths.append(len(connection.atomic_blocks) - outside)
+        return real_get(*args, **kwargs)
+
+    monkeypatch.setattr(ownership, "_get", spy)
+    return depths
+
+
+def _alices_number(alice) -> ChannelAccount:
+    return ChannelAccount.objects.create(
+        business=alice.business, kind="whatsapp", external_id=NUMBER, name="Line", access_token=GOOD
+    )
+
+
+def test_a_reposted_token_with_a_stray_space_is_the_same_token(alice, meta, graph_depths):
+    account = _alices_number(alice)
+    client = Client()
+    client.force_login(alice.owner)
+    data = form_post_data(client.get(admin_url(account, "change")))
+
+    response = client.post(
+        admin_url(account, "change"), {**data, "name": "Renamed", "access_token": GOOD + " "}
+    )
+
+    assert response.status_code == 302
+    assert graph_depths == []  # neither a new id nor a new token: Meta is not asked at all
+    account.refresh_from_db()
+    assert (account.name, account.access_token) == ("Renamed", GOOD)
+
+
+def test_an_operators_unticked_approval_is_proven_before_the_transaction(alice, meta, graph_depths):
+    root = Client()
+    root.force_login(get_user_model().objects.create_superuser("root@example.com", "root@example.com", "pw"))
+
+    response = _admin_add(root, alice.business, GOOD, operator_approved="false")
+
+    assert response.status_code == 302
+    assert graph_depths and set(graph_depths) == {0}
+    assert ChannelAccount.objects.get(external_id=NUMBER).ownership_check == OwnershipCheck.GRAPH
+    assert (
+        _admin_add(
+            root, alice.business, OTHER, operator_approved="false", external_id="3300998877"
+        ).status_code
+        == 200
+    )
+    assert set(graph_depths) == {0}
+    assert not ChannelAccount.objects.filter(external_id="3300998877").exists()
+
+
+def test_the_admins_save_refuses_rather_than_asks_meta_when_no_proof_was_made(
+    alice, meta, graph_depths, monkeypatch
+):
+    from channels_app.admin import ChannelAccountAdmin
+
+    account = _alices_number(alice)
+    meta.owns("EAAG-new-token", "whatsapp", NUMBER)
+    client = Client()
+    client.force_login(alice.owner)
+    data = form_post_data(client.get(admin_url(account, "change")))
+    # Should the pre-transaction decision ever disagree with the form again, the save still may not call Meta.
+    monkeypatch.setattr(ChannelAccountAdmin, "_ownership_from_post", lambda self, request, object_id: None)
+
+    response = client.post(
+        admin_url(account, "change"), {**data, "access_token": "EAAG-new-token"}, follow=True
+    )
+
+    assert graph_depths == []
+    assert "Meta was not asked about this id and token" in response.content.decode()
+    account.refresh_from_db()
+    assert account.access_token == GOOD
+
+
+def test_a_post_to_a_malformed_account_id_is_a_404(alice, meta):
+    client = Client()
+    client.force_login(alice.owner)
+
+    response = client.post(
+        "/admin/channels_app/channelaccount/not-a-uuid/change/", {"external_id": NUMBER, "access_token": GOOD}
+    )
+
+    assert response.status_code == 404

@@ -202,3 +202,26 @@ def test_a_part_keeps_its_notes_to_itself(alice, bob, pages):
     assert "m_unknown_to_bob" in bobs.error
     assert "m_unknown_to_bob" not in alices.error and "m_unknown_to_bob" not in alices.items
     assert json.loads(bobs.items)["statuses"][0]["delivery"]["mids"] == ["m_unknown_to_bob"]
+
+
+def test_a_replay_keeps_the_items_of_an_account_deactivated_since(bob):
+    second_page = "333000333000333"
+    make_account(bob.business, ChannelKind.MESSENGER, BOB_PAGE)
+    later_off = make_account(bob.business, ChannelKind.MESSENGER, second_page)
+    body = {
+        "object": "page",
+        "entry": [
+            _messaging(BOB_PAGE, "900000000000001", "m_bob_1", BOB_TEXT),
+            _messaging(second_page, "900000000000003", "m_bob_2", "second page's customer"),
+        ],
+    }
+    post_json("messenger", body)
+    event = last_event()
+    assert "second page's customer" in event.parts.get(business=bob.business).items
+
+    later_off.is_active = False
+    later_off.save(update_fields=["is_active"])
+    call_command("replay_webhooks", "--status", "all", stdout=open("/dev/null", "w"))  # noqa: SIM115
+
+    items = json.loads(event.parts.get(business=bob.business).items)
+    assert [raw["message"]["mid"] for raw in items["messages"]] == ["m_bob_1", "m_bob_2"]
