@@ -1,6 +1,6 @@
 """Benchmark 2, turn latency: webhook accepted → reply at the Graph API, with an LLM that takes L.
 
-gunicorn + a Celery prefork worker + the fake LLM answering every request
+gunicorn + the production Celery worker (threads pool) + the fake LLM answering every request
 after a fixed L (300 ms by default). One message per conversation, each on a
 new conversation (burst window 0), one at a time, so the figure is latency,
 not queueing. Measured on one clock (this process): from the webhook's 200
@@ -32,11 +32,11 @@ def _post(url: str, body: bytes) -> int:
     return status
 
 
-def run(*, turns: int, llm_delay: float, warmup: int = 3, concurrency: int = 3) -> dict[str, Any]:
+def run(*, turns: int, llm_delay: float, warmup: int = 3, concurrency: int = 8) -> dict[str, Any]:
     with bench_stack(llm_delay=llm_delay) as stack:
         tenant = tenants_create(1, burst_window=0)[0]
         stack.web_start(workers=2)
-        stack.worker_start(concurrency=concurrency)
+        stack.worker_start(concurrency=concurrency, pool="threads")
         latencies: list[float] = []
         phases: list[dict[str, float]] = []
         lost = 0

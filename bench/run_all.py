@@ -1,4 +1,4 @@
-"""`make bench`: the four speed benchmarks, one process each, then a summary table.
+"""`make bench`: the five speed benchmarks, one process each, then a summary table.
 
 Each benchmark runs in its own process (its own stack, database and Django
 settings) and writes bench/results/<name>.json; this writes
@@ -25,7 +25,7 @@ from typing import Any
 from bench.loadgen import RESULTS_DIR, result_write, table_print
 from bench.stack import ROOT
 
-BENCHES = ("ingest", "turn_latency", "turn_cost", "scale")
+BENCHES = ("ingest", "turn_latency", "turn_cost", "scale", "burst")
 
 
 def _command(name: str, args: argparse.Namespace) -> list[str]:
@@ -34,6 +34,7 @@ def _command(name: str, args: argparse.Namespace) -> list[str]:
         "turn_latency": "bench.bench_turn_latency",
         "turn_cost": "bench.bench_turn_cost",
         "scale": "bench.bench_scale",
+        "burst": "bench.bench_burst",
     }[name]
     command = [sys.executable, "-m", module]
     if name == "ingest":
@@ -49,6 +50,8 @@ def _command(name: str, args: argparse.Namespace) -> list[str]:
     elif name == "scale":
         command += ["--messages", str(20_000 if args.quick else args.messages)]
         command += ["--requests", "5" if args.quick else "15"]
+    elif name == "burst":
+        command += ["--customers", "40" if args.quick else "200"]
     return command
 
 

@@ -261,7 +261,7 @@ class Stack:
         self.baseline_url = self._gunicorn("baseline", "bench.baseline_app.wsgi:application", env, workers)
         return self.baseline_url
 
-    def worker_start(self, *, concurrency: int = 3) -> None:
+    def worker_start(self, *, concurrency: int = 3, pool: str = "prefork") -> None:
         args = [
             PYTHON,
             "-m",
@@ -269,7 +269,7 @@ class Stack:
             "-A",
             "icmp",
             "worker",
-            "--pool=prefork",
+            f"--pool={pool}",
             f"--concurrency={concurrency}",
             "--without-gossip",
             "--without-mingle",

@@ -131,3 +131,30 @@ def test_results_are_written_as_json_with_a_summary_of_goals(tmp_path):
     assert written["goals"] == {"ratio >= 0.5": True} and "measured_at" in written
     rows = run_all.summary_rows({"x": written, "y": {"error": "exit 1"}})
     assert rows == [["x", "ratio >= 0.5", "ratio=0.7", "yes"], ["y", "(did not run)", "exit 1", "no"]]
+
+
+def test_the_burst_goals_read_the_production_workers_figures():
+    from bench.bench_burst import _goals, group_rss_mb, machine_cpu
+
+    def burst(**figures):
+        base = {
+            "customers": 200,
+            "answered": 200,
+            "machine_cpu_busy": 0.9,
+            "turns_per_s": 20.0,
+            "cpu_bound_turns_per_s": 25.0,
+            "business_p50_max_over_min": 1.3,
+            "worker_peak_rss_mb": 300.0,
+        }
+        return base | figures
+
+    assert all(_goals({"one_business": burst(), "many_businesses": burst()}).values())
+    slow = _goals({"one_business": burst(turns_per_s=10.0), "many_businesses": burst()})
+    assert slow["turns/s >= 0.6 x the CPU-bound limit"] is False
+    unfair = _goals({"one_business": burst(), "many_businesses": burst(business_p50_max_over_min=3.0)})
+    assert unfair["20 x 10: no business's p50 > 2 x another's"] is False
+    busy, total = machine_cpu()
+    assert 0 < busy <= total
+    import os
+
+    assert group_rss_mb(os.getpgid(0)) > 0
