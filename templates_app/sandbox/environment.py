@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any
 
 from jinja2 import nodes
+from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
@@ -209,5 +210,8 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             args = check_string_method(owner, name, args)
             check_args(kwargs.values())
         elif is_int(owner) or isinstance(owner, float):
-            check_args((*args, *kwargs.values()))  # (1).to_bytes(n)
+            if name == "to_bytes":
+                # Templates make no bytes (see check_string_method): their methods are not bounded.
+                raise SecurityError("to_bytes() is not available in templates")
+            check_args((*args, *kwargs.values()))
         return check_result(super().call(__context, __obj, *args, **kwargs))

@@ -83,7 +83,10 @@ def _check_replace(arguments: dict[str, Any]) -> None:
 
 
 def check_replace(text: Any, old: Any, new: Any) -> None:
-    if not (isinstance(text, str) and isinstance(old, str) and isinstance(new, str)):
+    # bytes too: templates cannot make bytes (see `check_string_method`), but the data given might.
+    if not all(isinstance(value, str) for value in (text, old, new)) and not all(
+        isinstance(value, bytes | bytearray) for value in (text, old, new)
+    ):
         return
     growth = text.count(old) * len(new) if old else (len(text) + 1) * len(new)
     check_size(len(text) + growth, "replace would build more")
@@ -195,14 +198,19 @@ def _charged_items(items: Iterator[Any]) -> Iterator[Any]:
         yield item
 
 
+# translate() maps one character to any text; encode() and decode() make bytes, whose
+# methods the sandbox does not bound, and some codecs (punycode) take quadratic time.
+_REFUSED_STRING_METHODS = frozenset({"translate", "encode", "decode"})
+
+
 def check_string_method(owner: str | bytes | bytearray, name: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
     """Refuse the str methods whose output can dwarf their input, before they run.
 
     Returns the arguments to call with (`join` gets its items as a list).
     """
     charge(1 + len(owner) // CHARS_PER_UNIT)
-    if name == "translate":
-        raise SecurityError("translate() is not available in templates")
+    if name in _REFUSED_STRING_METHODS:
+        raise SecurityError(f"{name}() is not available in templates")
     check_args(args)
     if name == "replace" and len(args) >= 2:
         check_replace(owner, args[0], args[1])
