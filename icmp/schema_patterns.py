@@ -26,8 +26,8 @@ from typing import Any
 
 import re2
 
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # the error goes back to the caller, not to stderr
+RE2_OPTIONS = re2.Options()
+RE2_OPTIONS.log_errors = False  # the error goes back to the caller, not to stderr
 
 
 class PatternError(ValueError):
@@ -37,7 +37,7 @@ class PatternError(ValueError):
 @functools.lru_cache(maxsize=1024)
 def re2_compile(pattern: str) -> Any:
     try:
-        return re2.compile(pattern, _RE2_OPTIONS)
+        return re2.compile(pattern, RE2_OPTIONS)
     except re2.error as exc:
         reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
         raise PatternError(str(reason)) from None
