@@ -26,26 +26,8 @@ from typing import Any
 
 import re2
 
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # the error goes back to the caller, not to stderr
-
-# Keywords whose value is one subschema, a list of them, or a map of names to them (2020-12 and older).
-_ONE = (
-    "additionalItems",
-    "additionalProperties",
-    "contains",
-    "contentSchema",
-    "else",
-    "if",
-    "items",
-    "not",
-    "propertyNames",
-    "then",
-    "unevaluatedItems",
-    "unevaluatedProperties",
-)
-_MANY = ("allOf", "anyOf", "items", "oneOf", "prefixItems")
-_NAMED = ("$defs", "definitions", "dependencies", "dependentSchemas", "patternProperties", "properties")
+RE2_OPTIONS = re2.Options()
+RE2_OPTIONS.log_errors = False  # the error goes back to the caller, not to stderr
 
 
 class PatternError(ValueError):
@@ -55,7 +37,7 @@ class PatternError(ValueError):
 @functools.lru_cache(maxsize=1024)
 def re2_compile(pattern: str) -> Any:
     try:
-        return re2.compile(pattern, _RE2_OPTIONS)
+        return re2.compile(pattern, RE2_OPTIONS)
     except re2.error as exc:
         reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
         raise PatternError(str(reason)) from None
@@ -66,38 +48,38 @@ def re2_search(pattern: str, text: str) -> bool:
     return re2_compile(pattern).search(text) is not None
 
 
+def _objects(schema: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """(path, object) for `schema` and every object nested in it, whatever the keyword.
+
+    Walking only the keywords known to hold subschemas missed a subschema reached by
+    `$ref` (`{"$ref": "#/x", "x": {...}}`), which jsonschema validates all the same.
+    Iterative: the depth of a stored schema is bounded, but walking it must not recurse.
+    """
+    stack: list[tuple[str, Any]] = [(path, schema)]
+    while stack:
+        here, node = stack.pop()
+        prefix = f"{here}/" if here else ""
+        if isinstance(node, dict):
+            yield here, node
+            stack.extend((f"{prefix}{key}", value) for key, value in reversed(node.items()))
+        elif isinstance(node, list):
+            stack.extend((f"{prefix}{index}", value) for index, value in reversed(list(enumerate(node))))
+
+
 def schema_patterns(schema: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """(path, pattern) for every regular expression in `schema` and its subschemas."""
-    if not isinstance(schema, dict):
-        return
-    here = f"{path}/" if path else ""
-    if isinstance(schema.get("pattern"), str):
-        yield f"{here}pattern", schema["pattern"]
-    if isinstance(schema.get("patternProperties"), dict):
-        for key in schema["patternProperties"]:
-            yield f"{here}patternProperties/{key}", key
-    for keyword in _ONE:
-        yield from schema_patterns(schema.get(keyword), f"{here}{keyword}")
-    for keyword in _MANY:
-        if isinstance(schema.get(keyword), list):
-            for index, sub in enumerate(schema[keyword]):
-                yield from schema_patterns(sub, f"{here}{keyword}/{index}")
-    for keyword in _NAMED:
-        if isinstance(schema.get(keyword), dict):
-            for name, sub in schema[keyword].items():
-                yield from schema_patterns(sub, f"{here}{keyword}/{name}")
+    """(path, pattern) for every regular expression in `schema` and anything nested in it."""
+    for here, node in _objects(schema, path):
+        prefix = f"{here}/" if here else ""
+        if isinstance(node.get("pattern"), str):
+            yield f"{prefix}pattern", node["pattern"]
+        if isinstance(node.get("patternProperties"), dict):
+            for key in node["patternProperties"]:
+                yield f"{prefix}patternProperties/{key}", key
 
 
 def _uses(schema: Any, keyword: str) -> bool:
-    """Whether `keyword` is used by `schema` or any of its subschemas."""
-    if not isinstance(schema, dict):
-        return False
-    if keyword in schema:
-        return True
-    subschemas: list[Any] = [schema.get(k) for k in _ONE]
-    subschemas += [s for k in _MANY if isinstance(schema.get(k), list) for s in schema[k]]
-    subschemas += [s for k in _NAMED if isinstance(schema.get(k), dict) for s in schema[k].values()]
-    return any(_uses(sub, keyword) for sub in subschemas)
+    """Whether `keyword` is used anywhere in `schema`."""
+    return any(keyword in node for _, node in _objects(schema))
 
 
 def pattern_errors(schema: Any) -> list[dict[str, str]]:

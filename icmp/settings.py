@@ -215,7 +215,8 @@ WHITENOISE_AUTOREFRESH = DEBUG
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Reverse proxies in front of the app whose X-Forwarded-For entries are believed
 # (icmp.client_address): 0 = the TCP peer is the client and the header is ignored;
-# N = the Nth address from the right of X-Forwarded-For is the client.
+# N = the Nth address from the right of X-Forwarded-For is the client (the one the
+# first trusted proxy saw; the same rule as DRF's NUM_PROXIES).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^ping$", r"^health$"]
@@ -227,11 +228,6 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-
-# Proxies in front of Django whose X-Forwarded-For is trusted: 0 = use REMOTE_ADDR
-# only; N = the client is the N-th address from the right of X-Forwarded-For (the
-# one the first trusted proxy saw). Same rule as DRF's NUM_PROXIES.
-TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
 # Admin login brute-force limit (django-axes, attempts in the database; icmp/login_limit.py):
 # a (username, address) pair is locked after LOGIN_FAILURE_LIMIT failures, a username

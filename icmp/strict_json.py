@@ -21,8 +21,9 @@ from typing import Any
 # than any recursion limit.
 MAX_DEPTH = 64
 
-# A \uXXXX escape in the surrogate range: only then can a decoded string hold one.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# A \uXXXX escape in the surrogate range, or a surrogate already in the text (a caller
+# that decoded it leniently): only then can a decoded string hold one.
+_MAYBE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 
 
 class JSONRejected(ValueError):
@@ -47,7 +48,7 @@ def _check_depth(value: Any, max_depth: int) -> None:
 
 
 def _check_unicode(text: str, value: Any) -> None:
-    if not _SURROGATE_ESCAPE.search(text):
+    if not _MAYBE_SURROGATE.search(text):
         return
     try:
         # Keys and values alike, at C speed: paired surrogates decode to one character,

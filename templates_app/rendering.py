@@ -7,7 +7,7 @@ a syntax error or a sandbox violation is refused when the template is saved.
 
 Tenants' templates run on shared workers, so the sandbox also bounds the work
 a template can ask for (`templates_app.sandbox`, `templates_app.limits`): no
-macros, includes or recursive loops, at most `MAX_LOOP_NESTING` nested loops,
+macros, blocks, includes or recursive loops, at most `MAX_LOOP_NESTING` nested loops,
 every value built capped, loops and work counted. A template over a limit is
 refused at save time with the limit named (`TemplateProblem.limit`), and fails
 fast at render time (`TemplateRenderError.limit`).
@@ -141,6 +141,8 @@ _FORBIDDEN_TAGS: dict[type[nodes.Node], str] = {
     nodes.Import: "import",
     nodes.FromImport: "from … import",
     nodes.Extends: "extends",
+    # A block calls itself through `self.name()` with no loop to count: unbounded recursion.
+    nodes.Block: "block",
 }
 
 
@@ -171,6 +173,11 @@ def _structure_problems(ast: nodes.Template) -> list[TemplateProblem]:
             deepest = max(deepest, loops)
             if node.recursive:
                 problems.append(TemplateProblem("Recursive loops are not allowed.", node.lineno))
+        elif isinstance(node, nodes.Name) and node.name == "self":
+            # `self` reaches the template's blocks (see _FORBIDDEN_TAGS); nothing else needs it.
+            problems.append(
+                TemplateProblem("The 'self' variable is not allowed in prompt templates.", node.lineno)
+            )
         elif isinstance(node, nodes.Getattr) and node.attr.startswith("_"):
             problems.append(TemplateProblem(f"Access to {node.attr!r} is not allowed.", node.lineno))
         elif (
@@ -217,8 +224,13 @@ def _analyse(content: str) -> _Analysis:
     Raises TemplateSyntaxError, or TemplateLimitError for a template with too many
     tokens or nested too deeply for the parser.
     """
-    if sum(1 for _ in _env.lexer.tokenize(content)) > MAX_TEMPLATE_TOKENS:
-        raise TemplateLimitError(Limit.TEMPLATE_TOKENS)
+    try:
+        # Reading the tokens turns number literals into ints: Python refuses one of more
+        # than 4300 digits with a ValueError.
+        if sum(1 for _ in _env.lexer.tokenize(content)) > MAX_TEMPLATE_TOKENS:
+            raise TemplateLimitError(Limit.TEMPLATE_TOKENS)
+    except (ValueError, OverflowError):
+        raise TemplateLimitError(Limit.NUMBER_SIZE, "a number in the template is too long") from None
     try:
         ast = _env.parse(content)
         undeclared = _undeclared_variables(ast)

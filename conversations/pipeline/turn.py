@@ -173,6 +173,11 @@ def extraction_errors(schema: dict[str, Any], data: Any) -> list[str]:
     except PatternError as exc:
         logger.warning("A stage's data schema has a pattern that cannot run: %s", exc)
         return ["(root): the stage's schema is invalid"]
+    except Exception as exc:
+        # Validation runs checks (formats, patterns) on the model's answer: whatever one
+        # raises on it, the answer is invalid, and the turn goes on without it.
+        logger.warning("Validating an extraction answer failed: %s", type(exc).__name__)
+        return [f"(root): the answer could not be validated ({type(exc).__name__})"]
     errors = []
     for error in found:
         path = "/".join(str(p) for p in error.absolute_path) or "(root)"

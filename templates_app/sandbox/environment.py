@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any
 
 from jinja2 import nodes
+from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
@@ -58,7 +59,7 @@ def _body_steps(node: nodes.For) -> int:
 
 
 class _Instrument(NodeTransformer):
-    """Route loops, comparisons and `~` through the environment's guards."""
+    """Route loops, comparisons, `~` and literals through the environment's guards."""
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         self.generic_visit(node)
@@ -80,6 +81,27 @@ class _Instrument(NodeTransformer):
         return nodes.Call(
             nodes.EnvironmentAttribute("guard_compare"), args, [], None, None, lineno=node.lineno
         )
+
+    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Node:
+        self.generic_visit(node)
+        if node.ctx != "load":  # `{% for a, b in … %}`, `{% set a, b = … %}`: names, not a value
+            return node
+        return nodes.Call(
+            nodes.EnvironmentAttribute("guard_value"), [node], [], None, None, lineno=node.lineno
+        )
+
+    def visit_List(self, node: nodes.List) -> nodes.Node:
+        self.generic_visit(node)
+        return nodes.Call(
+            nodes.EnvironmentAttribute("guard_value"), [node], [], None, None, lineno=node.lineno
+        )
+
+    def visit_Dict(self, node: nodes.Dict) -> nodes.Node:
+        self.generic_visit(node)
+        args: list[nodes.Expr] = []
+        for pair in node.items:
+            args += [pair.key, pair.value]
+        return nodes.Call(nodes.EnvironmentAttribute("guard_dict"), args, [], None, None, lineno=node.lineno)
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         self.generic_visit(node)
@@ -146,6 +168,22 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             left = right
         return result
 
+    def guard_value(self, value: Any) -> Any:
+        """A tuple or list literal: `(t, t, t)` holds three copies of `t` once walked."""
+        return check_result(value)
+
+    def guard_dict(self, *items: Any) -> dict[Any, Any]:
+        """A dict literal: each key is hashed, which walks all of a tuple key."""
+        keys = items[::2]
+        charge(sum(compare_units(key) for key in keys if not isinstance(key, str | int)))
+        return check_result(dict(zip(keys, items[1::2], strict=True)))
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        """`d[key]` hashes the key (a tuple all the way down) and compares it on a match."""
+        if not isinstance(argument, str | int | slice):
+            charge(compare_units(argument))
+        return super().getitem(obj, argument)
+
     def guard_concat(self, *values: Any) -> str:
         total = sum(check_printable(value, "a value joined with ~").size for value in values)
         check_size(total, "~ would build more")
@@ -208,6 +246,15 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         if isinstance(owner, TEXT) and name not in ("format", "format_map"):
             args = check_string_method(owner, name, args)
             check_args(kwargs.values())
+        elif owner is not None and not is_int(owner) and not isinstance(owner, float):
+            # loop.changed(x), d.get(key), items.count(x), items.index(x): each compares or
+            # hashes its arguments, and count and index walk the whole list too.
+            charge(sum(compare_units(arg) for arg in (*args, *kwargs.values())))
+            if isinstance(owner, list | tuple) and name in ("count", "index"):
+                charge(compare_units(owner))
         elif is_int(owner) or isinstance(owner, float):
-            check_args((*args, *kwargs.values()))  # (1).to_bytes(n)
+            if name == "to_bytes":
+                # Templates make no bytes (see check_string_method): their methods are not bounded.
+                raise SecurityError("to_bytes() is not available in templates")
+            check_args((*args, *kwargs.values()))
         return check_result(super().call(__context, __obj, *args, **kwargs))

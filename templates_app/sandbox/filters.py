@@ -52,6 +52,15 @@ _TEXT_FILTERS = frozenset(
 _SIZE_ARG_FILTERS = frozenset({"batch", "center", "indent", "slice", "tojson", "truncate", "wordwrap"})
 # Text filters written in Python that work character by character: units per character.
 _SLOW_TEXT_FILTERS = {"urlize": 50, "wordwrap": 50, "striptags": 8, "title": 8, "wordcount": 8}
+# Filters that compare or hash their items, and whether they sort them.
+_COMPARING_FILTERS = {
+    "dictsort": True,
+    "groupby": True,
+    "max": False,
+    "min": False,
+    "sort": True,
+    "unique": False,
+}
 # Filters that look at one item, whatever the size of their input.
 _CONSTANT_FILTERS = frozenset(
     {"abs", "attr", "count", "d", "default", "filesizeformat", "first", "float", "int", "length", "random"}
@@ -83,7 +92,10 @@ def _check_replace(arguments: dict[str, Any]) -> None:
 
 
 def check_replace(text: Any, old: Any, new: Any) -> None:
-    if not (isinstance(text, str) and isinstance(old, str) and isinstance(new, str)):
+    # bytes too: templates cannot make bytes (see `check_string_method`), but the data given might.
+    if not all(isinstance(value, str) for value in (text, old, new)) and not all(
+        isinstance(value, bytes | bytearray) for value in (text, old, new)
+    ):
         return
     growth = text.count(old) * len(new) if old else (len(text) + 1) * len(new)
     check_size(len(text) + growth, "replace would build more")
@@ -176,6 +188,8 @@ def guard_filter(environment: Any, name: str, func: Callable[..., Any]) -> Calla
         else:
             # sort, batch, unique … walk every item; a lazy input is charged as it is consumed.
             charge(UNITS_PER_ITEM * len(value) if isinstance(value, Sized) else 1)
+        if name in _COMPARING_FILTERS:
+            _charge_comparisons(arguments, value_param, sorts=_COMPARING_FILTERS[name])
         if name in _SIZE_ARG_FILTERS:
             check_args(v for k, v in arguments.items() if k != value_param)
         if name == "join":
@@ -189,10 +203,33 @@ def guard_filter(environment: Any, name: str, func: Callable[..., Any]) -> Calla
     return guarded
 
 
+def _charge_comparisons(arguments: dict[str, Any], value_param: str, *, sorts: bool) -> None:
+    """Comparing or hashing items walks each one whole, however little it cost to build.
+
+    A lazy input is listed first (charged per item) so its items can be measured.
+    """
+    value = arguments[value_param]
+    if not isinstance(value, Sized):
+        items = []
+        for item in value:
+            charge(UNITS_PER_ITEM)
+            items.append(item)
+            check_size(len(items))
+        value = arguments[value_param] = items
+    # Sorting compares each item about log2(n) times.
+    rounds = max(1, len(value).bit_length()) if sorts else 1
+    charge(compare_units(value) * rounds)
+
+
 def _charged_items(items: Iterator[Any]) -> Iterator[Any]:
     for item in items:
         charge(UNITS_PER_ITEM)
         yield item
+
+
+# translate() maps one character to any text; encode() and decode() make bytes, whose
+# methods the sandbox does not bound, and some codecs (punycode) take quadratic time.
+_REFUSED_STRING_METHODS = frozenset({"translate", "encode", "decode"})
 
 
 def check_string_method(owner: str | bytes | bytearray, name: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -201,8 +238,8 @@ def check_string_method(owner: str | bytes | bytearray, name: str, args: tuple[A
     Returns the arguments to call with (`join` gets its items as a list).
     """
     charge(1 + len(owner) // CHARS_PER_UNIT)
-    if name == "translate":
-        raise SecurityError("translate() is not available in templates")
+    if name in _REFUSED_STRING_METHODS:
+        raise SecurityError(f"{name}() is not available in templates")
     check_args(args)
     if name == "replace" and len(args) >= 2:
         check_replace(owner, args[0], args[1])

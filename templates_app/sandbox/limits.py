@@ -146,47 +146,89 @@ def check_size(size: int, what: str = "") -> None:
 @dataclass(frozen=True)
 class Measure:
     size: int  # about how many characters the value prints as
-    visited: int  # objects looked at to find out
+    visited: int  # objects in the value written out in full (a part held twice counts twice)
     depth: int  # deepest nesting of containers seen
+    walked: int = 0  # objects looked at to find out
 
     @property
     def units(self) -> int:
-        return self.visited + self.size // CHARS_PER_UNIT
+        """What measuring cost."""
+        return self.walked + self.size // CHARS_PER_UNIT
+
+
+def _own_size(item: Any) -> tuple[int, Any]:
+    """The characters `item` adds by itself, and its parts (None for a value without any)."""
+    if isinstance(item, str | bytes | bytearray):
+        return len(item), None
+    if isinstance(item, Undefined) or item is None or isinstance(item, bool):
+        return 5, None
+    if isinstance(item, int):
+        return item.bit_length() // 3 + 1, None  # at least its decimal digits
+    if isinstance(item, float):
+        return 24, None
+    if isinstance(item, Mapping | Namespace):
+        mapping = item._Namespace__attrs if isinstance(item, Namespace) else item
+        return 2 + 4 * len(mapping), mapping
+    if isinstance(item, Collection):
+        return 2 + 2 * len(item), item
+    return 16, None  # generators, loop and cycler objects: a short repr
+
+
+_END = object()
 
 
 def measure(value: Any, *, cap: int = MAX_VALUE_CHARS) -> Measure:
     """How big `value` is once printed, stopping as soon as it is past `cap`.
 
-    Every object adds at least one to the size, so the walk stops after at
-    most `cap` objects, whatever the value (shared or self-referencing parts
-    included): measuring is bounded too.
+    The size is that of the value written out in full: a part the value holds many
+    times (`((t,) * 150,) * 150`) counts each time, as printing, hashing or comparing
+    the value walks it each time. Each container is looked into once, though, and
+    every object adds at least one to the size, so measuring looks at no more than
+    `cap` objects, whatever the value (shared or self-referencing parts included).
     """
-    size = visited = depth = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack and size <= cap:
-        item, level = stack.pop()
-        visited += 1
-        depth = max(depth, level)
-        children: Any = ()
-        if isinstance(item, str | bytes | bytearray):
-            size += len(item)
-        elif isinstance(item, Undefined) or item is None or isinstance(item, bool):
-            size += 5
-        elif isinstance(item, int):
-            size += item.bit_length() // 3 + 1  # at least its decimal digits
-        elif isinstance(item, float):
-            size += 24
-        elif isinstance(item, Mapping | Namespace):
-            mapping = item._Namespace__attrs if isinstance(item, Namespace) else item
-            size += 2 + 4 * len(mapping)
-            children = (*mapping.keys(), *mapping.values()) if size <= cap else ()
-        elif isinstance(item, Collection):
-            size += 2 + 2 * len(item)
-            children = item if size <= cap else ()
-        else:
-            size += 16  # generators, loop and cycler objects: a short repr
-        stack.extend((child, level + 1) for child in children)
-    return Measure(size=size, visited=visited, depth=depth)
+    known: dict[int, tuple[int, int, int]] = {}  # id of a container measured -> size, count, depth
+    held: list[Any] = []  # keeps the containers in `known` alive, so their ids stay theirs
+    on_stack: set[int] = set()
+    total = walked = 0
+    # Frames: a container, an iterator over its parts, and its size, count and depth so far.
+    root: list[Any] = [None, iter((value,)), 0, 0, 0]
+    stack = [root]
+    while stack and total <= cap:
+        frame = stack[-1]
+        part = next(frame[1], _END)
+        if part is _END:
+            stack.pop()
+            if stack:
+                item, _, size, count, depth = frame
+                on_stack.discard(id(item))
+                known[id(item)] = (size, count, depth)
+                held.append(item)
+                _add(stack[-1], size, count, depth)
+            continue
+        walked += 1
+        found = known.get(id(part))
+        if found is not None:
+            total += found[0]
+            _add(frame, *found)
+            continue
+        size, parts = _own_size(part)
+        total += size
+        if parts is None or id(part) in on_stack:  # a value holding itself prints it as [...]
+            _add(frame, size, 1, 0)
+            continue
+        if isinstance(parts, Mapping):
+            parts = (*parts.keys(), *parts.values()) if total <= cap else ()
+        on_stack.add(id(part))
+        stack.append([part, iter(parts if total <= cap else ()), size, 1, 0])
+    if stack:  # stopped past the cap: what was counted so far
+        return Measure(size=total, visited=walked, depth=len(stack) - 1, walked=walked)
+    return Measure(size=root[2], visited=root[3], depth=max(root[4] - 1, 0), walked=walked)
+
+
+def _add(frame: list[Any], size: int, count: int, depth: int) -> None:
+    frame[2] += size
+    frame[3] += count
+    frame[4] = max(frame[4], depth + 1)
 
 
 def check_printable(value: Any, what: str = "") -> Measure:
@@ -194,7 +236,7 @@ def check_printable(value: Any, what: str = "") -> Measure:
     if isinstance(value, str):
         charge(1)
         check_size(len(value), what)
-        return Measure(size=len(value), visited=1, depth=0)
+        return Measure(size=len(value), visited=1, depth=0, walked=1)
     found = measure(value)
     charge(found.units)
     check_size(found.size, what)

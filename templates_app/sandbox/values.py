@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sized
+from collections.abc import Collection, Iterable, Mapping, Sized
 from typing import Any
 
 from templates_app.sandbox.limits import (
@@ -14,6 +14,7 @@ from templates_app.sandbox.limits import (
     TemplateLimitError,
     charge,
     check_size,
+    measure,
 )
 
 TEXT = (str, bytes, bytearray)
@@ -31,6 +32,12 @@ def check_result(value: Any) -> Any:
     elif isinstance(value, TEXT):
         charge(1 + len(value) // CHARS_PER_UNIT)
         check_size(len(value))
+    elif isinstance(value, Collection | Mapping):
+        # By the size it prints as, not its length: `((t,) * 150,) * 150` is 150 items that
+        # each hold the same big `t`, and hashing or comparing it walks every copy.
+        found = measure(value)
+        charge(1 + found.units)
+        check_size(found.size, "the value would hold more once its parts are counted out")
     elif isinstance(value, Sized):
         charge(1 + len(value))
         check_size(len(value))

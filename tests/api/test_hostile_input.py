@@ -254,3 +254,37 @@ def test_random_date_times_in_every_date_parameter_never_break_the_api(alice, sc
             assert name in _error(response)["details"], (path, name, value)
 
     check()
+
+
+def test_a_body_is_read_as_utf8_whatever_charset_the_client_names(alice):
+    # In UTF-7 "A+2AA-" is "A" and a lone surrogate: decoding with the client's charset
+    # stored one, and every later GET /business/ failed to encode it (a 500).
+    client = alice.client()
+    response = client.patch(
+        "/api/v1/business/",
+        data=b'{"config": {"extra": {"x": "A+2AA-"}}}',
+        content_type="application/json; charset=utf-7",
+    )
+
+    assert response.status_code == 200, response.content
+    after = client.get("/api/v1/business/")
+    assert after.status_code == 200
+    assert after.json()["config"]["extra"]["x"] == "A+2AA-"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        pytest.param(b'{"name": "Caf\xe9"}', "application/json; charset=latin-1", id="latin-1"),
+        pytest.param('{"name": "x"}'.encode("utf-16"), "application/json; charset=utf-16", id="utf-16"),
+        pytest.param(b'{"name": "\xed\xa0\x80"}', "application/json", id="encoded-surrogate"),
+    ],
+)
+def test_a_body_that_is_not_utf8_is_a_parse_error(alice, body, content_type):
+    before = _snapshot_after_auth(alice)
+
+    error = _error(alice.client().post(AGENTS, data=body, content_type=content_type))
+
+    assert error["code"] == "parse_error"
+    assert "UTF-8" in error["message"]
+    assert _snapshot(alice.business) == before

@@ -134,6 +134,14 @@ def test_an_unknown_kind_is_refused(alice):
         ("{{ business|attr('__class__') }}", "attr"),
         ("{{ business['__globals__'] }}", "__globals__"),
         ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "macro"),
+        # Blocks call themselves through `self`, with no loop to count: unbounded and nearly free.
+        (
+            "{% set contact = namespace(d=0) %}{% block a %}{% if contact.d < 15 %}"
+            "{% set contact.d = contact.d + 1 %}{{ self.a() }}{{ self.a() }}"
+            "{% set contact.d = contact.d - 1 %}{% endif %}{% endblock %}x",
+            "{% block %} tag is not allowed",
+        ),
+        ("{{ self }}", "'self' variable is not allowed"),
         ("{{ 'x' * 10000000 }}", "value_size limit"),
         ("   ", "empty"),
     ],

@@ -28,6 +28,15 @@ SANITY_SECONDS = 5
 
 NESTED_LOOPS = "{% set s = '" + "x" * 12_000 + "' %}{% for a in s %}{% for b in s %}{% endfor %}{% endfor %}"
 
+# A tuple of 150**4 ones, built from one (1,) * 150 reused at each level.
+SHARED_TUPLE = "((((1,)*150,)*150,)*150,)*150"
+SHARED = "{% set a = " + SHARED_TUPLE + " %}{% set b = " + SHARED_TUPLE + " %}"
+# Two tuples of 8,100 items that differ only at the end, well within the value cap.
+TWO_TUPLES = (
+    "{% set t = ((1,)*90,)*90 %}{% set u = ((1,)*90,)*89 + ((2,)*90,) %}"
+    "{% set pair = [t, u] %}{% set d = {t: 1} %}"
+)
+
 # Each payload of the probe, and the limit it goes over. The doublings stop at 2**22
 # characters, so the unbounded sandbox finishes them too (and accepts them).
 RUNAWAY = [
@@ -73,6 +82,36 @@ RUNAWAY = [
         id="search-in-a-loop",
     ),
     pytest.param("{{ 1" + " + 1" * 3000 + " }}", "template_tokens", id="tokens"),
+    # Python refuses to read an integer of more than 4300 digits (a ValueError, once a 500).
+    pytest.param("{{ " + "9" * 5000 + " }}", "number_size", id="long-integer-literal"),
+    # Nested tuples that reuse one inner tuple: tiny to build, 150**4 items to hash or compare.
+    pytest.param(
+        "{% set t = ((((1,)*150,)*150,)*150,)*150 %}{% for i in range(3) %}{% set d = {t: i} %}"
+        "{% endfor %}done",
+        "value_size",
+        id="shared-tuple-as-key",
+    ),
+    pytest.param(
+        "{% set t = (" + ", ".join(["(" + ", ".join(["'x'"] * 40) + ")"] * 1) + ",) %}"
+        "{% set u = (" + ", ".join(["t"] * 40) + ") %}{% set v = (" + ", ".join(["u"] * 40) + ") %}done",
+        "value_size",
+        id="shared-tuple-literals",
+    ),
+    pytest.param("{% set v = [[[[1] * 100] * 100] * 100] %}done", "value_size", id="shared-list-repeat"),
+    pytest.param(SHARED + "{{ a == b }}", "value_size", id="shared-tuples-compared"),
+    pytest.param("{{ [" + SHARED_TUPLE + "]|unique|list|length }}", "value_size", id="shared-tuple-unique"),
+    # Values within the cap that hash or compare item by item: each use is charged by their full size.
+    *(
+        pytest.param(TWO_TUPLES + f"{{% for i in range(1000) %}}{body}{{% endfor %}}", "render_work", id=name)
+        for name, body in [
+            ("tuple-key-in-a-loop", "{% set d = {t: i} %}"),
+            ("tuple-subscript-in-a-loop", "{{ {t: 1}[t] if i == 0 else d[t] }}"),
+            ("loop-changed", "{% if loop.changed(t if i % 2 else u) %}{% endif %}"),
+            ("unique-in-a-loop", "{{ pair|unique|list|length }}"),
+            ("sort-in-a-loop", "{{ pair|sort|length }}"),
+            ("count-in-a-loop", "{{ pair.count(u) }}"),
+        ]
+    ),
     pytest.param("{{ " + "(" * 400 + "1" + ")" * 400 + " }}", "nesting_depth", id="nesting"),
 ]
 
@@ -165,8 +204,16 @@ def test_a_stored_runaway_template_fails_fast_in_the_playground_naming_the_limit
         ("{{ ('x' * 30000)|wordwrap(1, wrapstring='yy') }}", "value_size limit"),
         ("{{ ','.join(['x' * 40000, 'y' * 40000]) }}", "value_size limit"),
         ("{{ '%(a)s%(a)s' % {'a': 'x' * 40000} }}", "value_size limit"),
-        ("{{ (1).to_bytes(100000, 'big') }}", "number_size limit"),
-        ("{{ ('x' * 50000)|list|batch(1)|map('first')|map('upper')|join|length }}", "render_work limit"),
+        ("{{ (1).to_bytes(100000, 'big') }}", "to_bytes() is not available"),
+        ("{{ (1).to_bytes(4, 'big') }}", "to_bytes() is not available"),
+        # bytes.replace was unchecked, and encoding to punycode takes time quadratic in the text.
+        (
+            "{{ ('x' * 60000).encode().replace(''.encode(), ('y' * 60000).encode())|length }}",
+            "encode() is not available",
+        ),
+        ("{{ 'abc'.encode('punycode')|length }}", "encode() is not available"),
+        # A list counts at the size it prints as: 19,000 one-letter strings are 57,002 characters.
+        ("{{ ('x' * 19000)|list|batch(1)|map('first')|map('upper')|join|length }}", "render_work limit"),
     ],
 )
 def test_every_way_to_grow_a_value_is_bounded(content, expected):
