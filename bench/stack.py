@@ -334,6 +334,10 @@ def bench_stack(*, llm_delay: float = 0.0, llm: bool = True, fresh_db: bool = Tr
         from django.db import connections
 
         connections.close_all()
+        for connection in connections.all(initialized_only=True):
+            # The pool's idle connections die with a dropped database: a second stack in
+            # this process (bench_burst runs two) must open new ones.
+            getattr(connection, "close_pool", lambda: None)()
         fake_llm.stop()
         graph.stop()
         signal.signal(signal.SIGTERM, previous)
