@@ -32,6 +32,7 @@ from conversations.models import (
     MessageStatus,
 )
 from conversations.outbound import channel_typing_indicate_soon, message_outbound_create
+from conversations.turn_slots import business_turn_slot
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ MAX_PROCESS_ATTEMPTS = 3
 # Turns taken in one task run before yielding to other conversations.
 MAX_TURNS_PER_RUN = 5
 PENDING_STATUSES = (MessageStatus.RECEIVED, MessageStatus.PROCESSING)
+# A turn over its business's share of the worker is tried again after this long.
+BUSINESS_BUSY_RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -151,14 +154,23 @@ def conversation_turn_process(*, conversation_id, wait_for_burst: bool = True) -
     `wait_for_burst` is off in in-process mode, where nothing could run the
     turn later; there a webhook's whole batch is already stored before it runs.
     """
-    token = _lease_claim(conversation_id)
-    if token is None:
-        return TurnOutcome(status="busy", retry_in=2.0)
-    try:
-        with _LeaseHeartbeat(conversation_id, token):
-            return _turns_run(conversation_id, wait_for_burst=wait_for_burst)
-    finally:
-        _lease_release(conversation_id, token)
+    business_id = (
+        Conversation.objects.filter(pk=conversation_id).values_list("business_id", flat=True).first()
+    )
+    if business_id is None:
+        return TurnOutcome(status="gone")
+    with business_turn_slot(business_id) as free:
+        if not free:
+            # The business has its share of this worker's turns running: back in a moment.
+            return TurnOutcome(status="business_busy", retry_in=BUSINESS_BUSY_RETRY_SECONDS)
+        token = _lease_claim(conversation_id)
+        if token is None:
+            return TurnOutcome(status="busy", retry_in=2.0)
+        try:
+            with _LeaseHeartbeat(conversation_id, token):
+                return _turns_run(conversation_id, wait_for_burst=wait_for_burst)
+        finally:
+            _lease_release(conversation_id, token)
 
 
 def _turns_run(conversation_id, *, wait_for_burst: bool) -> TurnOutcome:

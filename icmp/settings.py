@@ -159,11 +159,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # holds no database connection while it waits; the pool serves the short database
 # phases. In-flight turns are bounded by the concurrency, not by processes.
 CELERY_WORKER_POOL = env("CELERY_WORKER_POOL", default="threads")
-CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=32)
-# LLM requests in flight from one worker process: to the provider, and for one business
-# (conversations/llm/gate.py); a request waits at most LLM_SLOT_WAIT_SECONDS for a slot.
-LLM_MAX_CONCURRENCY = env.int("LLM_MAX_CONCURRENCY", default=64)
-LLM_MAX_CONCURRENCY_PER_BUSINESS = env.int("LLM_MAX_CONCURRENCY_PER_BUSINESS", default=16)
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=64)
+# Turns of one business running at once in a worker process: below the concurrency, so
+# one business's broadcast always leaves threads for the others (conversations/turn_slots.py).
+TURNS_MAX_PER_BUSINESS = env.int("TURNS_MAX_PER_BUSINESS", default=48)
+# LLM requests in flight to the provider from one worker process (conversations/llm/gate.py);
+# a request waits at most LLM_SLOT_WAIT_SECONDS for a slot.
+LLM_MAX_CONCURRENCY = env.int("LLM_MAX_CONCURRENCY", default=128)
 LLM_SLOT_WAIT_SECONDS = env.float("LLM_SLOT_WAIT_SECONDS", default=60.0)
 # A turn's lease on its conversation, renewed by a heartbeat while the turn runs
 # (conversations/turns.py): a killed worker's conversation is free again after at

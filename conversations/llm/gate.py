@@ -1,15 +1,14 @@
-"""How many LLM requests may wait at once: per provider, and per business.
+"""How many LLM requests may be in flight to the provider at once.
 
 A worker thread waiting on the LLM costs little, so a worker runs many turns at
 once; the provider still has limits. At most LLM_MAX_CONCURRENCY requests are in
-flight to the provider from one worker process, and at most
-LLM_MAX_CONCURRENCY_PER_BUSINESS of them for one business, so one business's
-broadcast cannot take every slot from the others. When the provider answers 429
-with Retry-After (after the SDK's own retries), new requests to it wait that
+flight to it from one worker process (one business's share is bounded a level up,
+by the turns it may run: conversations/turn_slots.py). When the provider answers
+429 with Retry-After (after the SDK's own retries), new requests to it wait that
 long instead of adding to the pile.
 
-The limits are per process: with several worker processes, the provider sees up
-to (processes × LLM_MAX_CONCURRENCY).
+The limit is per process: with several worker processes, the provider sees up to
+(processes × LLM_MAX_CONCURRENCY).
 """
 
 from __future__ import annotations
@@ -57,7 +56,6 @@ class _Gate:
 
 _lock = threading.Lock()
 _providers: dict[str, _Gate] = {}
-_businesses: dict[str, _Gate] = {}
 
 
 def _gate(gates: dict[str, _Gate], key: str, limit: int) -> _Gate:
@@ -68,17 +66,13 @@ def _gate(gates: dict[str, _Gate], key: str, limit: int) -> _Gate:
         return gate
 
 
-def llm_gated(llm: LLMCallable, *, business_id: object) -> LLMCallable:
-    """`llm`, waiting for a provider slot and a slot of `business_id` first (see the module)."""
+def llm_gated(llm: LLMCallable) -> LLMCallable:
+    """`llm`, waiting for a slot of the provider first (see the module)."""
     provider = _gate(_providers, settings.OPENAI_BASE_URL or "openai", settings.LLM_MAX_CONCURRENCY)
-    business = _gate(_businesses, str(business_id), settings.LLM_MAX_CONCURRENCY_PER_BUSINESS)
 
     def call(request: LLMRequest) -> LLMResult:
         deadline = time.monotonic() + settings.LLM_SLOT_WAIT_SECONDS
-        with (
-            business.slot(deadline=deadline, what="this business"),
-            provider.slot(deadline=deadline, what="all businesses"),
-        ):
+        with provider.slot(deadline=deadline, what="all businesses"):
             try:
                 return llm(request)
             except LLMError as exc:

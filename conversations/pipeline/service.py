@@ -145,7 +145,7 @@ def turn_run(*, conversation: Conversation, messages: list[Message], dry_run: bo
 
     # The LLM round trips hold no database connection: it goes back to the pool first.
     connections_release()
-    draft = turn_draft(ctx=ctx, llm=llm_gated(llm_complete, business_id=ctx.business_id))
+    draft = turn_draft(ctx=ctx, llm=llm_gated(llm_complete))
     calls = draft_ledger_write(ctx, draft, dry_run=dry_run)
     call_ids = [c.id for c in calls]
 

@@ -292,3 +292,25 @@ def test_the_sweeper_finds_a_lost_turn_within_seconds_but_leaves_a_reply_waiting
     lost_turn.refresh_from_db()
     retrying.refresh_from_db()
     assert lost_turn.status == MessageStatus.RECEIVED and retrying.status == MessageStatus.QUEUED
+
+
+def test_a_business_over_its_share_of_the_worker_is_retried_without_taking_a_thread(alice, bob, settings):
+    from conversations.turn_slots import business_turn_slot
+
+    settings.TURNS_MAX_PER_BUSINESS = 1
+    message = _inbound(alice)
+    bobs = _inbound(bob)
+
+    with business_turn_slot(alice.business.pk) as taken:  # one of Alice's turns is running
+        assert taken
+        busy = conversation_turn_process(conversation_id=alice.conversation.pk)
+        other = conversation_turn_process(conversation_id=bob.conversation.pk)
+
+    assert (busy.status, busy.retry_in) == ("business_busy", 1.0)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.RECEIVED  # untouched, lease not even claimed
+    assert Conversation.objects.get(pk=alice.conversation.pk).turn_lease_until is None
+    assert other.status == "done"  # Bob is not held up by Alice
+    bobs.refresh_from_db()
+    assert bobs.status != MessageStatus.RECEIVED
+    assert conversation_turn_process(conversation_id=alice.conversation.pk).status == "done"
