@@ -146,8 +146,9 @@ def _drain(stack, recipients: list[str], timeout: float) -> dict[str, float]:
 
 def burst(stack, tenants: list, per_tenant: int, label: str) -> dict[str, Any]:
     prefix = BURST_PREFIX[label]  # every burst writes from new numbers
+    # Interleaved, as a wave of replies from many businesses' customers arrives.
     customers = [
-        (tenant, f"44{prefix}{t:02d}{n:06d}") for t, tenant in enumerate(tenants) for n in range(per_tenant)
+        (tenant, f"44{prefix}{t:02d}{n:06d}") for n in range(per_tenant) for t, tenant in enumerate(tenants)
     ]
     bodies = [
         whatsapp_body(
