@@ -64,7 +64,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--kills", type=int, default=None, help="worker SIGKILLs (default: one per ~60 s, >= 3)"
     )
-    parser.add_argument("--concurrency", type=int, default=4, help="Celery worker processes (default 4)")
+    parser.add_argument(
+        "--pool",
+        default="threads",
+        choices=["threads", "prefork"],
+        help="Celery pool (default: production's)",
+    )
+    parser.add_argument("--concurrency", type=int, default=64, help="Celery worker threads (default 64)")
     parser.add_argument("--web-workers", type=int, default=3, help="gunicorn workers (default 3)")
     parser.add_argument(
         "--burst-window", type=int, default=0, help="the business's burst_window_seconds (default 0)"
@@ -164,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 "-A",
                 "icmp",
                 "worker",
-                "--pool=prefork",
+                f"--pool={args.pool}",
                 f"--concurrency={args.concurrency}",
                 "--without-gossip",
                 "--without-mingle",
@@ -218,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                 "graph_failure_share": args.graph_failures,
                 "llm_max_retries": args.llm_retries,
                 "llm_timeout_seconds": LLM_TIMEOUT,
+                "worker_pool": args.pool,
                 "worker_concurrency": args.concurrency,
                 "burst_window_seconds": args.burst_window,
                 "web_workers": args.web_workers,
