@@ -118,6 +118,7 @@ def child_env(args: argparse.Namespace, *, redis_port: int, llm_url: str, graph_
             # plus backoff), as the setting requires; short so a killed turn recovers fast.
             "TURN_LEASE_SECONDS": "30",
             "SWEEPER_STUCK_AFTER_SECONDS": "30",
+            "SWEEPER_QUEUED_AFTER_SECONDS": "30",
             "SWEEPER_SENDING_UNKNOWN_AFTER_SECONDS": "20",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
