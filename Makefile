@@ -11,7 +11,7 @@ PORT ?= 8000
 # never reuse a database `make run` wrote secrets into.
 RUN_ENV := DEBUG=1 SECRET_KEY=dev-only-insecure-key-for-make-run-0123456789abcdef \
 	FIELD_ENCRYPTION_KEYS=ZGV2LW9ubHktbWFrZS1ydW4ta2V5LW5vdC1zZWNyZXQ= \
-	ALLOWED_HOSTS=127.0.0.1,localhost SECURE_SSL_REDIRECT=0
+	ALLOWED_HOSTS=127.0.0.1,localhost SECURE_SSL_REDIRECT=0 EMBEDDED_RUNNER=1
 
 .PHONY: run test lint format venv venv-dev clean browser bench chaos
 

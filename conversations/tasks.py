@@ -11,6 +11,7 @@ import logging
 
 from celery import current_app, shared_task
 
+from conversations.embedded import embedded_runner
 from conversations.outbound import message_send
 from conversations.sweeper import messages_sweep
 from conversations.turns import conversation_turn_process
@@ -22,7 +23,15 @@ def safe_enqueue(task, args: list, *, countdown: float | None = None) -> None:
     """Enqueue after commit; a broker outage must not fail the request that stored the work.
 
     The rows are committed, so the sweeper re-enqueues them once the broker is back.
+    In embedded mode (no broker) the process's runner takes the task instead.
     """
+    runner = embedded_runner()
+    if runner is not None:
+        if countdown:
+            runner.submit_later(countdown, task.run, *args)
+        else:
+            runner.submit(task.run, *args)
+        return
     try:
         if countdown:
             task.apply_async(args=args, countdown=countdown)
@@ -33,7 +42,8 @@ def safe_enqueue(task, args: list, *, countdown: float | None = None) -> None:
 
 
 def _in_process() -> bool:
-    return bool(current_app.conf.task_always_eager)
+    """Eager mode without the embedded runner: the task runs inside the request."""
+    return bool(current_app.conf.task_always_eager) and embedded_runner() is None
 
 
 def _later(task, args: list, countdown: float) -> None:
@@ -41,7 +51,7 @@ def _later(task, args: list, countdown: float) -> None:
     # running turn already loops over new messages: the sweeper is the backstop.
     if _in_process():
         return
-    task.apply_async(args=args, countdown=countdown)
+    safe_enqueue(task, args, countdown=countdown)
 
 
 @shared_task(name="conversations.process_conversation", ignore_result=True)

@@ -155,6 +155,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Without REDIS_URL: run tasks on a pool of threads in the web process, after the
+# request (conversations/embedded.py), instead of inside the request that enqueued them.
+EMBEDDED_RUNNER = env.bool("EMBEDDED_RUNNER", default=False)
+EMBEDDED_RUNNER_THREADS = env.int("EMBEDDED_RUNNER_THREADS", default=16)
 # The worker: threads, since a turn mostly waits on the network (LLM, Graph) and
 # holds no database connection while it waits; the pool serves the short database
 # phases. In-flight turns are bounded by the concurrency, not by processes.
