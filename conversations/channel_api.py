@@ -29,7 +29,7 @@ from channels_app.adapters.base import MessageType as InboundType
 from channels_app.models import ChannelAccount, ChannelKind
 from channels_app.services import channel_account_create
 from conversations.inbound import Outcome, StoredMessage, inbound_message_store
-from conversations.models import Direction, Message
+from conversations.models import Direction, Message, MessageStatus
 from conversations.serializers import MessageSerializer
 from icmp.api.serializers import ErrorSerializer, StrictFieldsMixin
 from icmp.errors import ApplicationError
@@ -128,15 +128,19 @@ def api_channel_message_receive(
 
 
 def message_reply_wait(*, message: Message, seconds: float) -> Message | None:
-    """The first outbound message after `message` in its conversation, polling up to `seconds`."""
+    """The first outbound message after `message` in its conversation, polling up to `seconds`.
+
+    Stops early when the message ended without a reply (skipped or failed: staff will answer).
+    """
     later = Message.objects.filter(
         conversation_id=message.conversation_id, direction=Direction.OUT, created_at__gte=message.created_at
     ).exclude(created_at=message.created_at, id__lte=message.id)
+    ended = Message.objects.filter(pk=message.pk, status__in=(MessageStatus.SKIPPED, MessageStatus.FAILED))
     deadline = time.monotonic() + seconds
     while True:
         reply = later.order_by("created_at", "id").first()
         remaining = deadline - time.monotonic()
-        if reply is not None or remaining <= 0:
+        if reply is not None or remaining <= 0 or ended.exists():
             return reply
         time.sleep(min(WAIT_POLL_SECONDS, remaining))
 

@@ -32,7 +32,12 @@ class EmbeddedRunner:
         self._sweeper.start()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        self._pool.submit(self._run, fn, *args)
+        if self._stop.is_set():
+            return  # a timer that fired after shutdown: the sweeper of the next start picks it up
+        try:
+            self._pool.submit(self._run, fn, *args)
+        except RuntimeError:  # shut down between the check and the submit
+            logger.info("embedded task dropped at shutdown; the sweeper will find it")
 
     def submit_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
         timer = threading.Timer(delay, self.submit, args=(fn, *args))

@@ -88,3 +88,16 @@ def test_the_sweeper_runs_on_a_timer_without_cron(alice, embedded, settings, fak
     lost.refresh_from_db()
     assert lost.status == MessageStatus.ANSWERED
     assert _text_sends(fake_graph) == ["Found you!"]
+
+
+def test_waiting_on_the_api_channel_stops_when_the_message_ends_without_a_reply(alice, embedded, settings):
+    settings.OPENAI_API_KEY = settings.OPENAI_BASE_URL = ""  # no LLM: the turn skips and flags staff
+
+    started = time.monotonic()
+    response = alice.client().post(
+        "/api/v1/channels/api/messages/?wait=10", {"contact": "c-1", "text": "hello"}, format="json"
+    )
+
+    assert response.status_code == 202
+    assert response.json()["status"] == MessageStatus.SKIPPED
+    assert time.monotonic() - started < 5  # not the whole 10 s
