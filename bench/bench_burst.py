@@ -26,60 +26,17 @@ import asyncio
 import os
 import threading
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from bench.loadgen import HttpRequest, http_call, median, percentile, result_write, table_print
+from bench.procfs import group_rss_mb, machine_cpu, postgres_cpu_seconds
 from bench.stack import bench_stack, sign, tenants_create, whatsapp_body
 
 NAME = "burst"
 BUSINESSES = 20
 POSTS_AT_ONCE = 64  # connections the load generator opens at a time (Meta opens many)
 BURST_PREFIX = {"warmup": "1", "one": "2", "many": "3"}
-
-
-# --- measuring the machine --------------------------------------------------------------
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return sum(fields) - idle, sum(fields)
-
-
-def _processes() -> list[tuple[str, list[str]]]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-            found.append((comm, [entry, *stat.rsplit(")", 1)[1].split()]))
-    return found
-
-
-def postgres_cpu_seconds() -> float:
-    """CPU of every PostgreSQL process on the machine (the bench is the only load on it)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    return sum(int(f[12]) + int(f[13]) for comm, f in _processes() if comm.startswith("postgres")) / ticks
-
-
-def group_rss_mb(pgid: int) -> float:
-    total = 0
-    for _, fields in _processes():
-        if int(fields[3]) == pgid:
-            try:
-                status = Path(f"/proc/{fields[0]}/status").read_text()
-            except OSError:
-                continue
-            for line in status.splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total / 1024
 
 
 class PeakMemory:

@@ -32,6 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench.fake_servers import BenchGraph, BenchLLM
+from bench.procfs import group_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -142,27 +143,6 @@ def static_ensure(env: dict[str, str]) -> None:
         env={**os.environ, **env},
         check=True,
     )
-
-
-def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU seconds of the live processes in a process group (from /proc).
-
-    Robust to a busy machine, unlike wall-clock rates: it is what the server spent.
-    """
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        # After the command: state, ppid, pgrp, …; utime and stime are fields 14 and 15.
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
 
 
 def _wait_http(url: str, *, timeout: float = 120.0, process: subprocess.Popen | None = None) -> None:

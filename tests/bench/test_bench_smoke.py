@@ -134,7 +134,8 @@ def test_results_are_written_as_json_with_a_summary_of_goals(tmp_path):
 
 
 def test_the_burst_goals_read_the_production_workers_figures():
-    from bench.bench_burst import _goals, group_rss_mb, machine_cpu
+    from bench.bench_burst import _goals
+    from bench.procfs import group_rss_mb, machine_cpu
 
     def burst(**figures):
         base = {
