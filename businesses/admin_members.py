@@ -21,7 +21,7 @@ from businesses.memberships import (
     membership_changes_problems,
 )
 from businesses.models import Membership
-from icmp.admin_tenancy import TenantInlineMixin
+from icmp.admin_inlines import TenantInlineMixin
 
 
 class MembershipFormSet(BaseInlineFormSet):

@@ -17,8 +17,9 @@ from businesses.models import Business
 from businesses.services import api_key_authenticate
 from channels_app.models import WebhookEvent
 from conversations.models import Author, Direction, Message, MessageStatus
+from icmp.admin_inlines import TenantInlineMixin
 from icmp.admin_paginator import BoundedCountPaginator
-from icmp.admin_tenancy import TenantAdminMixin, TenantInlineMixin, TenantRelatedFilter
+from icmp.admin_tenancy import TenantAdminMixin, TenantRelatedFilter
 from tests.admin import LARGE_TABLES, TENANT_MODELS, admin_url, objects_of
 from tests.conftest import make_tenant
 
