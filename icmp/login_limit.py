@@ -8,15 +8,13 @@ run spread over many addresses; it locks that username everywhere until the
 cool-off, which is the price of stopping it. A locked-out login is refused even
 with the right password and answers a 429 page, never a 500.
 
-The client address follows the project's trusted-proxy rule (TRUSTED_PROXY_COUNT),
-the same as DRF's NUM_PROXIES: REMOTE_ADDR unless N proxies are trusted, then
-the N-th address from the right of X-Forwarded-For (the one the first trusted
-proxy saw), so a client cannot pick its own address by sending the header.
+The client address is the one every per-address limit uses (icmp.client_address,
+under TRUSTED_PROXY_COUNT), so a client cannot pick its own address by sending
+X-Forwarded-For.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from axes.attempts import get_cool_off_threshold
@@ -30,22 +28,14 @@ from django.db.models import Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from icmp.client_address import UNKNOWN, client_address
+
 
 def client_ip(request: HttpRequest) -> str:
-    """The client's address under the trusted-proxy rule (see the module's docstring)."""
-    remote = request.META.get("REMOTE_ADDR", "")
-    proxies = settings.TRUSTED_PROXY_COUNT
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    if proxies <= 0 or not forwarded:
-        return remote
-    hops = [hop.strip() for hop in forwarded.split(",")]
-    candidate = hops[-min(proxies, len(hops))]
-    try:
-        # A hop that is not an address (more proxies configured than there are)
-        # must not reach the inet column as garbage.
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return remote
+    """The client's address under the project's trusted-proxy rule (icmp.client_address);
+    empty when there is none to record: the attempts table holds addresses only."""
+    address = client_address(request)
+    return "" if address == UNKNOWN else address
 
 
 class LoginLimitBackend(AxesStandaloneBackend):
