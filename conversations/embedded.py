@@ -58,10 +58,12 @@ class EmbeddedRunner:
             connections.close_all()
 
     def _sweep_forever(self) -> None:
-        from conversations.sweeper import messages_sweep
+        from celery import current_app
 
+        # By name, as conversations.task_queue does: the runner sits below every service.
+        sweep = current_app.tasks["conversations.sweep"].run
         while not self._stop.wait(self._sweep_every):
-            self._run(messages_sweep)
+            self._run(sweep)
 
 
 _runner: EmbeddedRunner | None = None

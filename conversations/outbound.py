@@ -13,10 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -25,10 +23,12 @@ from channels_app.adapters.base import (
     ChannelCredentials,
     OutboundContent,
     QuickReply,
+    ReplyDraft,
     SendError,
     TemplateMessage,
 )
 from channels_app.models import ChannelAccount, ChannelKind
+from conversations import task_queue
 from conversations.models import (
     PARTS_PENDING,
     AIMode,
@@ -39,6 +39,7 @@ from conversations.models import (
     MessageStatus,
     MessageType,
 )
+from conversations.staff_flags import conversation_flag_for_staff
 from icmp.db import connections_release
 
 logger = logging.getLogger(__name__)
@@ -47,11 +48,6 @@ MAX_SEND_ATTEMPTS = 6
 BACKOFF_BASE_SECONDS = 2.0
 # Well below the Redis visibility timeout (1 h): a longer countdown would run twice.
 BACKOFF_MAX_SECONDS = 300.0
-# WhatsApp: free-form messages only within 24 h of the customer's last message.
-# https://developers.facebook.com/docs/whatsapp/cloud-api/guides/send-messages#customer-service-windows
-SERVICE_WINDOW = timedelta(hours=24)
-# Messenger/Instagram: staff may answer up to 7 days later with the HUMAN_AGENT tag.
-HUMAN_AGENT_WINDOW = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -117,55 +113,34 @@ def message_outbound_create(
 def message_send_after_commit(*, message_id) -> None:
     """Send in this process once the row is committed. The claim in message_send
     keeps it at most once; a transient failure schedules the task to retry."""
-    from conversations.tasks import send_message
-
-    transaction.on_commit(lambda: send_message(str(message_id)))
+    task_queue.run_after_commit(task_queue.SEND_MESSAGE, str(message_id))
 
 
 def message_send_enqueue(*, message_id, countdown: float | None = None) -> None:
-    from conversations.tasks import safe_enqueue, send_message
-
-    transaction.on_commit(lambda: safe_enqueue(send_message, [str(message_id)], countdown=countdown))
+    task_queue.enqueue(task_queue.SEND_MESSAGE, str(message_id), countdown=countdown)
 
 
 def _content_for(message: Message, account: ChannelAccount, conversation: Conversation) -> OutboundContent:
-    """What to send, honouring each channel's customer-service window."""
-    replies = [
-        QuickReply(id=f"qr{i}", title=title)
-        for i, title in enumerate(message.payload.get("quick_replies", []), start=1)
-    ]
+    """What to send: the channel's adapter applies its messaging window (adapters/windows.py)."""
+    ai_settings = getattr(conversation.business, "ai_settings", None)
+    template_name = ai_settings.whatsapp_window_template if ai_settings else ""
     last_inbound = conversation.last_inbound_at
-    since = timezone.now() - last_inbound if last_inbound else None
-    if account.kind == ChannelKind.WHATSAPP and (since is None or since > SERVICE_WINDOW):
-        ai_settings = getattr(conversation.business, "ai_settings", None)
-        template = ai_settings.whatsapp_window_template if ai_settings else ""
-        if not template:
-            raise SendError(
-                "131047",
-                "Outside WhatsApp's 24-hour customer service window and no approved template "
-                "is configured for it (AI settings: whatsapp_window_template).",
-                permanent=True,
-            )
-        return OutboundContent(
-            template=TemplateMessage(name=template, language=ai_settings.whatsapp_window_template_language),
-            callback_data=str(message.pk),
-        )
-    tag = None
-    if account.kind in (ChannelKind.MESSENGER, ChannelKind.INSTAGRAM) and (
-        since is None or since > SERVICE_WINDOW
-    ):
-        if message.author == Author.STAFF and since is not None and since <= HUMAN_AGENT_WINDOW:
-            tag = "HUMAN_AGENT"
-        else:
-            raise SendError(
-                "10",
-                "Outside the 24-hour messaging window (staff may answer within 7 days).",
-                permanent=True,
-                subcode=2018278,
-            )
-    return OutboundContent(
-        text=message.text, quick_replies=replies, messaging_tag=tag, callback_data=str(message.pk)
+    draft = ReplyDraft(
+        text=message.text,
+        quick_replies=[
+            QuickReply(id=f"qr{i}", title=title)
+            for i, title in enumerate(message.payload.get("quick_replies", []), start=1)
+        ],
+        callback_data=str(message.pk),
+        from_staff=message.author == Author.STAFF,
+        since_customer=timezone.now() - last_inbound if last_inbound else None,
+        window_template=(
+            TemplateMessage(name=template_name, language=ai_settings.whatsapp_window_template_language)
+            if template_name
+            else None
+        ),
     )
+    return get_adapter(account.kind).compose(draft)
 
 
 def _mark(message_id, *, from_status: str | None = None, **fields: Any) -> int:
@@ -265,8 +240,6 @@ def _handle_send_error(message: Message, exc: SendError, *, sent_before: list[st
 
 
 def _fail(message: Message, exc: SendError) -> SendOutcome:
-    from conversations.turns import conversation_flag_for_staff
-
     _mark(
         message.pk,
         status=MessageStatus.FAILED,

@@ -10,6 +10,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from conversations.models import AIMode, Author, Contact, Conversation, ConversationStatus, Message
+from conversations.outbound import message_outbound_create
+from conversations.turns import conversation_reprocess
 from icmp.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -64,8 +66,6 @@ def conversation_ai_resume(*, conversation: Conversation) -> Conversation:
     Customer messages left unanswered since the last reply (skipped while
     paused, or failed during an LLM outage) are processed again.
     """
-    from conversations.turns import conversation_reprocess
-
     changed = (
         Conversation.objects.filter(pk=conversation.pk)
         .filter(Q(ai_mode=AIMode.PAUSED) | Q(needs_human=True) | ~Q(handoff_reason=""))
@@ -93,8 +93,6 @@ STAFF_REPLY_PAUSE_REASON = "Staff replied"
 @transaction.atomic
 def conversation_staff_reply(*, conversation: Conversation, text: str, user=None) -> Message:
     """A staff answer: queued now, sent after commit through the normal send path; the AI pauses."""
-    from conversations.outbound import message_outbound_create
-
     message = message_outbound_create(conversation=conversation, author=Author.STAFF, text=text, sent_by=user)
     conversation_ai_pause(conversation=conversation, reason=STAFF_REPLY_PAUSE_REASON, by=user)
     return message

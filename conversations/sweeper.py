@@ -14,7 +14,9 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from conversations import task_queue
 from conversations.models import Author, Direction, Message, MessageStatus
+from conversations.staff_flags import conversation_flag_for_staff
 
 logger = logging.getLogger(__name__)
 
@@ -22,9 +24,6 @@ BATCH = 500
 
 
 def messages_sweep() -> dict[str, int]:
-    from conversations.outbound import message_send_enqueue
-    from conversations.turns import conversation_flag_for_staff, conversation_process_enqueue
-
     now = timezone.now()
     stuck_after = timedelta(seconds=settings.SWEEPER_STUCK_AFTER_SECONDS)
     # A send claimed this long ago without an outcome: the worker died mid-call.
@@ -47,7 +46,7 @@ def messages_sweep() -> dict[str, int]:
     if conversation_ids:
         stuck_inbound.filter(conversation_id__in=conversation_ids).update(status_changed_at=now)
     for conversation_id in conversation_ids:
-        conversation_process_enqueue(conversation_id=conversation_id)
+        task_queue.enqueue(task_queue.PROCESS_CONVERSATION, str(conversation_id))
 
     queued_after = timedelta(seconds=settings.SWEEPER_QUEUED_AFTER_SECONDS)
     queued = list(
@@ -59,7 +58,7 @@ def messages_sweep() -> dict[str, int]:
     )
     Message.objects.filter(pk__in=queued, status=MessageStatus.QUEUED).update(status_changed_at=now)
     for message_id in queued:
-        message_send_enqueue(message_id=message_id)
+        task_queue.enqueue(task_queue.SEND_MESSAGE, str(message_id))
 
     unknown = list(
         Message.objects.filter(

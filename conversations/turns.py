@@ -23,6 +23,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from businesses.models import AIControlSettings
+from conversations import task_queue
+from conversations.llm.client import llm_configured
+from conversations.llm.errors import LLMUnavailable
 from conversations.models import (
     AIMode,
     Author,
@@ -32,6 +35,8 @@ from conversations.models import (
     MessageStatus,
 )
 from conversations.outbound import channel_typing_indicate_soon, message_outbound_create
+from conversations.pipeline.service import turn_run
+from conversations.staff_flags import conversation_flag_for_staff
 from conversations.turn_slots import business_turn_slot
 
 logger = logging.getLogger(__name__)
@@ -108,15 +113,6 @@ def _lease_release(conversation_id, token: uuid.UUID) -> None:
     )
 
 
-def conversation_flag_for_staff(*, conversation_id, reason: str, pause_ai: bool = False) -> None:
-    """Set needs-human with a reason (keeping an earlier reason), optionally pausing the AI."""
-    fields: dict = {"needs_human": True}
-    if pause_ai:
-        fields["ai_mode"] = AIMode.PAUSED
-    Conversation.objects.filter(pk=conversation_id).update(**fields)
-    Conversation.objects.filter(pk=conversation_id, handoff_reason="").update(handoff_reason=reason[:500])
-
-
 def _pending(conversation_id) -> list[Message]:
     return list(
         Message.objects.filter(
@@ -129,8 +125,6 @@ def _pending(conversation_id) -> list[Message]:
 
 
 def _gate_reason(conversation: Conversation, ai_settings: AIControlSettings | None) -> str | None:
-    from conversations.llm.client import llm_configured
-
     if not conversation.business.is_active:
         return "The business is inactive."
     if ai_settings is not None and not ai_settings.auto_reply_enabled:
@@ -222,9 +216,6 @@ def _turn(conversation: Conversation, pending: list[Message], ai_settings: AICon
 def _ai_turn(
     conversation: Conversation, pending: list[Message], ai_settings: AIControlSettings | None
 ) -> None:
-    from conversations.llm.errors import LLMUnavailable
-    from conversations.pipeline.service import turn_run
-
     try:
         result = turn_run(conversation=conversation, messages=pending)
     except LLMUnavailable as exc:
@@ -299,8 +290,4 @@ def conversation_reprocess(*, conversation: Conversation) -> int:
 
 
 def conversation_process_enqueue(*, conversation_id, countdown: float | None = None) -> None:
-    from conversations.tasks import process_conversation, safe_enqueue
-
-    transaction.on_commit(
-        lambda: safe_enqueue(process_conversation, [str(conversation_id)], countdown=countdown)
-    )
+    task_queue.enqueue(task_queue.PROCESS_CONVERSATION, str(conversation_id), countdown=countdown)

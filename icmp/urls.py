@@ -15,7 +15,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("icmp.api.urls")),
-    path("webhooks/", include("channels_app.webhook_urls")),
+    path("webhooks/", include("conversations.inbound.urls")),
 ]
 
 handler400 = "icmp.api.errors.json_400"

@@ -16,12 +16,14 @@ from .base import (
     MessageType,
     OutboundContent,
     ParsedBatch,
+    ReplyDraft,
     SendError,
     SendResult,
     as_str,
     now,
     synthetic_id,
 )
+from .windows import unlimited_compose
 
 CONTACT_LIMIT = 128
 NAME_LIMIT = 200
@@ -35,6 +37,9 @@ def new_id() -> str:
 class ApiAdapter:
     kind: ClassVar[str] = "api"
     signed: ClassVar[bool] = False
+
+    def compose(self, draft: ReplyDraft) -> OutboundContent:
+        return unlimited_compose(draft)
 
     def verify_signature(self, raw_body: bytes, header: str | None, app_secret: str) -> bool:
         """Always False: nothing signs API-channel bodies, so this must never admit one.

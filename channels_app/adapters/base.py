@@ -12,7 +12,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
@@ -215,6 +215,24 @@ class OutboundContent:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplyDraft:
+    """A reply before the channel's rules: the adapter's `compose` turns it into what may be sent.
+
+    `since_customer` is the time since the customer's last message (None: they
+    never wrote), which decides the channel's messaging window; `from_staff`
+    marks a person's answer (Messenger's HUMAN_AGENT tag); `window_template` is
+    the business's approved WhatsApp template for outside the 24-hour window.
+    """
+
+    text: str
+    quick_replies: Sequence[QuickReply] = ()
+    callback_data: str | None = None
+    from_staff: bool = False
+    since_customer: timedelta | None = None
+    window_template: TemplateMessage | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SendResult:
     external_id: str
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -272,6 +290,10 @@ class ChannelAdapter(Protocol):
 
     def acknowledge(self, account: ChannelCredentials, *, recipient: str, message_id: str) -> None:
         """Show the customer their message was seen and a reply is being typed (best effort)."""
+        ...
+
+    def compose(self, draft: ReplyDraft) -> OutboundContent:
+        """What may be sent for `draft` under the channel's window rules; SendError (permanent) if nothing."""
         ...
 
 

@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from channels_app.adapters.base import DeliveryStatus, StatusUpdate
 from channels_app.models import ChannelAccount
-from conversations import turns
 from conversations.inbound.cleaning import ERROR_MAX, clean_str
 from conversations.models import (
     PARTS_PENDING,
@@ -21,6 +20,7 @@ from conversations.models import (
     Message,
     MessageStatus,
 )
+from conversations.staff_flags import conversation_flag_for_staff
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def status_update_apply(*, account: ChannelAccount, update: StatusUpdate) -> int
     if new == MessageStatus.FAILED and moved:
         title = update.error_title or update.error_message or "delivery failed"
         for conversation_id in {conversation_id for _, conversation_id in rows}:
-            turns.conversation_flag_for_staff(
+            conversation_flag_for_staff(
                 conversation_id=conversation_id,
                 reason=clean_str(
                     f"A message could not be delivered ({fields['error_code'] or '?'}): {title}"

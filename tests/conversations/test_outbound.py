@@ -12,7 +12,7 @@ from businesses.models import AIControlSettings
 from channels_app.models import ChannelAccount, ChannelKind
 from conversations.models import AIMode, Author, Conversation, Message, MessageStatus
 from conversations.outbound import backoff_seconds, message_outbound_create, message_send
-from conversations.turns import conversation_flag_for_staff
+from conversations.staff_flags import conversation_flag_for_staff
 
 
 @pytest.fixture

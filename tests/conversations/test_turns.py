@@ -214,7 +214,7 @@ def test_a_broker_outage_after_commit_is_logged_and_left_to_the_sweeper(
     def broker_down(*args, **kwargs):
         raise ConnectionError("Redis is down")
 
-    monkeypatch.setattr(tasks.process_conversation, "delay", broker_down)
+    monkeypatch.setattr(tasks.process_conversation, "apply_async", broker_down)
     message = _inbound(alice, age=timedelta(0))
     from conversations.turns import conversation_process_enqueue
 

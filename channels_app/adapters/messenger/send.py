@@ -13,11 +13,13 @@ from ..base import (
     ChannelCredentials,
     OutboundContent,
     QuickReply,
+    ReplyDraft,
     SendError,
     SendResult,
     as_str,
 )
 from ..text import split_text, truncate
+from ..windows import messenger_compose
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,9 @@ EMPTY_TEXT = "👇"
 
 class MessengerSending:
     """The sending half of MessengerAdapter; the adapter sets the limits, MetaAdapter provides `post`."""
+
+    def compose(self, draft: ReplyDraft) -> OutboundContent:
+        return messenger_compose(draft)
 
     def messages_path(self, account: ChannelCredentials) -> str:
         # Addressing the Page explicitly works with Page and system-user tokens alike.

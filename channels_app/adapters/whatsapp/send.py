@@ -14,6 +14,7 @@ from ..base import (
     ChannelCredentials,
     OutboundContent,
     QuickReply,
+    ReplyDraft,
     SendError,
     SendResult,
     as_dict,
@@ -21,6 +22,7 @@ from ..base import (
     as_str,
 )
 from ..text import split_tail, split_text, truncate, unique_titles
+from ..windows import whatsapp_compose
 from .identity import is_bsuid
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,9 @@ class ListSection:
 
 class WhatsAppSending:
     """The sending half of WhatsAppAdapter; MetaAdapter provides `post`."""
+
+    def compose(self, draft: ReplyDraft) -> OutboundContent:
+        return whatsapp_compose(draft)
 
     def send(self, account: ChannelCredentials, recipient: str, message: OutboundContent) -> list[SendResult]:
         """Render channel-neutral content: a template (its text is then not sent), or text

@@ -7,8 +7,8 @@
 
 from django.urls import path
 
-from channels_app import views
 from channels_app.models import ChannelKind
+from conversations.inbound import views
 
 META_CHANNELS = (ChannelKind.WHATSAPP, ChannelKind.MESSENGER, ChannelKind.INSTAGRAM)
 
