@@ -28,22 +28,19 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from django.utils import timezone
-
-from businesses.models import Agent, AIControlSettings, Business
+from businesses.models import Business
 from conversations.llm.client import llm_complete, llm_configured
 from conversations.models import Author, Conversation, Direction, LLMCall, Message
 from conversations.pipeline.budget import turn_budget_exceeded
 from conversations.pipeline.context import (
     MAX_MESSAGE_CHARS,
-    BudgetInfo,
     ChatMessage,
     StageInfo,
     TemplateInfo,
     TurnContext,
-    agent_info_build,
-    stage_info_build,
-    template_info_build,
+)
+from conversations.pipeline.context_reader import (
+    sample_context_build,
     turn_context_build,
 )
 from conversations.pipeline.prompts import Prompt, extraction_prompt, response_prompt, selection_prompt
@@ -51,9 +48,7 @@ from conversations.pipeline.service import draft_ledger_write, turn_totals
 from conversations.pipeline.turn import collected_merge, turn_draft
 from icmp.errors import ApplicationError
 from stages.models import Stage
-from stages.selectors import stage_list
 from templates_app.models import PromptTemplate, TemplateKind
-from templates_app.selectors import template_defaults_get
 
 # How far back to look for the customer's latest burst of messages in a conversation.
 RECENT_MESSAGES = 50
@@ -100,43 +95,6 @@ class DryRun:
     # Sum of the calls' latencies, and the wall time of the whole turn (calls run in parallel).
     latency_ms: int = 0
     wall_ms: int = 0
-
-
-# --- the context ------------------------------------------------------------------
-
-
-def _sample_context_build(*, business: Business, text: str) -> TurnContext:
-    """What `turn_context_build` reads for a conversation, for a customer who does not exist."""
-    try:
-        ai_settings = business.ai_settings
-    except AIControlSettings.DoesNotExist:
-        ai_settings = AIControlSettings(business=business)
-    defaults = template_defaults_get(business=business)
-    stage_rows = list(stage_list(business=business).order_by("order", "key"))
-    stages = tuple(stage_info_build(stage, defaults) for stage in stage_rows)
-    current = next((s for s in stages if s.is_initial), stages[0] if stages else None)
-    agent = Agent.objects.filter(business=business, is_default=True).first()
-    return TurnContext(
-        business_id=business.id,
-        business={"name": business.name, "config": business.config or {}},
-        agent=agent_info_build(agent),
-        contact=dict(SAMPLE_CONTACT),
-        stages=stages,
-        current_stage=current,
-        collected_data={},
-        history=(),
-        pending=(ChatMessage(role="user", text=text[:MAX_MESSAGE_CHARS]),),
-        default_templates={kind: template_info_build(item) for kind, item in defaults.items()},
-        budget=BudgetInfo(
-            history_token_budget=ai_settings.history_token_budget,
-            monthly_token_budget=ai_settings.monthly_token_budget,
-            max_turns_per_conversation=ai_settings.max_turns_per_conversation,
-            ai_turns=0,
-        ),
-        quick_replies_allowed=True,
-        now=timezone.now().replace(second=0, microsecond=0),
-        stage_models={stage.id: stage for stage in stage_rows},
-    )
 
 
 def _latest_burst(conversation: Conversation) -> list[Message]:
@@ -201,7 +159,7 @@ def playground_context_build(
             raise ApplicationError(
                 "Pick a conversation or type a sample customer message.", field="sample_text"
             )
-        ctx = _sample_context_build(business=business, text=sample_text)
+        ctx = sample_context_build(business=business, text=sample_text, contact=SAMPLE_CONTACT)
     elif sample_text:
         # The whole history, then the typed message as if the customer had just sent it.
         ctx = turn_context_build(conversation=conversation, messages=[])
@@ -294,9 +252,7 @@ def playground_dry_run(*, ctx: TurnContext) -> DryRun:
     """
     if not llm_configured():
         return DryRun(refused=NO_LLM_MESSAGE)
-    reason = turn_budget_exceeded(
-        business_id=ctx.business_id, budget=replace(ctx.budget, max_turns_per_conversation=None)
-    )
+    reason = turn_budget_exceeded(budget=replace(ctx.budget, max_turns_per_conversation=None))
     if reason is not None:
         return DryRun(refused=f"No dry run: {reason}.")
 

@@ -19,15 +19,9 @@ from businesses.models import Business
 from icmp.errors import ApplicationError
 from stages.selectors import stage_get, stage_initial_get, stage_list
 from templates_app.models import PromptTemplate
+from templates_app.prompt_data import business_prompt_data, stage_prompt_data, template_context_build
 from templates_app.rendering import VARIABLES, TemplateRenderError, render, sample_context
-from templates_app.selectors import (
-    agent_prompt_get,
-    business_prompt_data,
-    stage_prompt_data,
-    template_context_build,
-    template_list,
-    template_versions_list,
-)
+from templates_app.selectors import agent_prompt_get, template_list, template_versions_list
 from templates_app.serializers import (
     TemplatePreviewResultSerializer,
     TemplatePreviewSerializer,

@@ -7,12 +7,7 @@ from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
 from icmp.db import BaseModel
-
-
-class TemplateKind(models.TextChoices):
-    STAGE_SELECTION = "stage_selection", "Stage selection"
-    DATA_EXTRACTION = "data_extraction", "Data extraction"
-    RESPONSE_GENERATION = "response_generation", "Response generation"
+from templates_app.kinds import TemplateKind
 
 
 class PromptTemplate(BaseModel):

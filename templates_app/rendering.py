@@ -27,7 +27,7 @@ from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.meta import TrackingCodeGenerator
 
-from templates_app.models import TemplateKind
+from templates_app.kinds import TemplateKind
 from templates_app.sandbox import BoundedEnvironment
 from templates_app.sandbox.limits import (
     MAX_INT_ARG,

@@ -1,9 +1,8 @@
-"""What a turn knows, as plain dataclasses, and the selector that reads it from the database.
+"""What a turn knows, as plain dataclasses, and the token arithmetic on them.
 
-`turn_context_build` runs a fixed number of queries (at most five) whatever the
-length of the conversation: it reads the newest `HISTORY_FETCH_LIMIT` messages
-by index and keeps the newest that fit the business's history token budget, so
-both the queries and the prompt stay flat as a conversation grows.
+No ORM here: `conversations/pipeline/context_reader.py` is the one module that
+reads a turn's context from the database; the turn and prompt code only ever
+see these dataclasses.
 """
 
 from __future__ import annotations
@@ -11,32 +10,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
-from django.utils import timezone
-
-from businesses.models import Agent, AIControlSettings
-from conversations.models import Author, Conversation, Direction, Message, MessageStatus
-from stages.models import Stage
-from stages.selectors import stage_list, stage_templates_resolve
-from templates_app.models import TemplateKind
-from templates_app.selectors import ResolvedTemplate, template_defaults_get
+if TYPE_CHECKING:  # the service's handle on the rows; never touched by pure code
+    from stages.models import Stage
 
 logger = logging.getLogger(__name__)
 
-# Messages read for the history before the token budget trims them: bounds the
-# query whatever the budget, and is plenty for any sane budget.
-HISTORY_FETCH_LIMIT = 200
 # One message never takes more than this many characters of a prompt
 # (WhatsApp allows 4096 per text; captions and API messages could be longer).
 MAX_MESSAGE_CHARS = 4000
 # Per-message overhead of the chat format, in tokens.
 MESSAGE_OVERHEAD_TOKENS = 4
-# Outbound messages that never reached the customer are not part of the conversation.
-_UNSENT = (MessageStatus.FAILED, MessageStatus.CANCELLED)
-
-KINDS = (TemplateKind.STAGE_SELECTION, TemplateKind.DATA_EXTRACTION, TemplateKind.RESPONSE_GENERATION)
 
 
 @dataclass(frozen=True)
@@ -97,6 +82,8 @@ class BudgetInfo:
     monthly_token_budget: int | None
     max_turns_per_conversation: int | None
     ai_turns: int
+    # The business's tokens this calendar month, read only when a monthly budget is set.
+    tokens_used_this_month: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,137 +141,3 @@ def history_trim(messages: list[ChatMessage], *, token_budget: int) -> list[Chat
         used += cost
     kept.reverse()
     return kept
-
-
-def _message_text(message: Message) -> str:
-    text = (message.text or "").strip()
-    if not text:
-        # Media without a caption, a reaction, a location …: tell the model what it was.
-        text = f"[{message.get_type_display().lower()}]"
-    return text[:MAX_MESSAGE_CHARS]
-
-
-def _chat_message(message: Message) -> ChatMessage:
-    role = "user" if message.direction == Direction.IN and message.author == Author.CUSTOMER else "assistant"
-    return ChatMessage(role=role, text=_message_text(message), message_id=message.id)
-
-
-def template_info_build(resolved: ResolvedTemplate) -> TemplateInfo | None:
-    template = resolved.template
-    if template is None:
-        return None
-    return TemplateInfo(
-        id=template.id,
-        kind=template.kind,
-        content=template.content,
-        version=template.version,
-        source=str(resolved.source),
-    )
-
-
-def _templates(resolved: dict[str, ResolvedTemplate]) -> dict[str, TemplateInfo | None]:
-    return {kind: template_info_build(resolved[kind]) for kind in KINDS if kind in resolved}
-
-
-def stage_info_build(stage: Stage, defaults: dict[str, ResolvedTemplate]) -> StageInfo:
-    schema = stage.data_schema if isinstance(stage.data_schema, dict) else {}
-    return StageInfo(
-        id=stage.id,
-        key=stage.key,
-        name=stage.name,
-        description=stage.description,
-        is_initial=stage.is_initial,
-        is_handoff=stage.is_handoff,
-        data_schema=schema,
-        templates=_templates(stage_templates_resolve(stage=stage, defaults=defaults)),
-    )
-
-
-def _agent(conversation: Conversation) -> Agent | None:
-    agent = conversation.agent or conversation.channel_account.agent
-    if agent is not None:
-        return agent
-    return Agent.objects.filter(business_id=conversation.business_id, is_default=True).first()
-
-
-def agent_info_build(agent: Agent | None) -> AgentInfo:
-    if agent is None:
-        agent = Agent(name="Assistant")  # unsaved: the model's defaults
-    return AgentInfo(
-        name=agent.name,
-        persona=agent.persona,
-        instructions=agent.instructions,
-        model=agent.model or settings.LLM_MODEL,
-        temperature=float(agent.temperature),
-        max_tokens=int(agent.max_tokens),
-    )
-
-
-def turn_context_build(*, conversation: Conversation, messages: list[Message]) -> TurnContext:
-    """Everything one turn needs, read in a fixed number of queries.
-
-    `messages` are the pending inbound messages the turn answers (a burst is
-    answered as a whole); they come last in every prompt. The history is what
-    came before them, newest first until the token budget is spent.
-    """
-    conversation = Conversation.objects.select_related(
-        "business", "business__ai_settings", "agent", "channel_account__agent", "contact"
-    ).get(pk=conversation.pk)
-    business = conversation.business
-    try:
-        ai_settings = business.ai_settings
-    except AIControlSettings.DoesNotExist:
-        ai_settings = AIControlSettings(business=business)  # unsaved: the defaults
-
-    # Stage → business default → platform default, with the defaults read once.
-    defaults = template_defaults_get(business=business)
-    stage_rows = list(stage_list(business=business).order_by("order", "key"))
-    stages = tuple(stage_info_build(stage, defaults) for stage in stage_rows)
-    current = next((s for s in stages if s.id == conversation.stage_id), None)
-    if current is None:
-        current = next((s for s in stages if s.is_initial), stages[0] if stages else None)
-
-    pending = sorted(messages, key=lambda m: (m.created_at, m.id))
-    pending_ids = [m.id for m in pending]
-    earlier = (
-        Message.objects.filter(conversation=conversation, business=business)
-        .exclude(id__in=pending_ids)
-        .exclude(direction=Direction.OUT, status__in=_UNSENT)
-        .only("id", "direction", "author", "type", "text", "created_at")
-        .order_by("-created_at", "-id")
-    )
-    if pending:
-        # Customer messages that arrived after this burst belong to the next turn;
-        # replies stay, even when written after it (a turn that ran while the
-        # customer was typing): without them the model re-answers old messages.
-        earlier = earlier.exclude(direction=Direction.IN, created_at__gt=pending[-1].created_at)
-    fetched = [_chat_message(m) for m in reversed(earlier[:HISTORY_FETCH_LIMIT])]
-    history = history_trim(fetched, token_budget=ai_settings.history_token_budget)
-
-    contact = conversation.contact
-    return TurnContext(
-        business_id=business.id,
-        business={"name": business.name, "config": business.config or {}},
-        agent=agent_info_build(_agent(conversation)),
-        contact={"name": contact.name, "channel": conversation.channel_account.kind},
-        stages=stages,
-        current_stage=current,
-        collected_data=dict(conversation.collected_data or {}),
-        history=tuple(history),
-        pending=tuple(_chat_message(m) for m in pending),
-        default_templates=_templates(defaults),
-        budget=BudgetInfo(
-            history_token_budget=ai_settings.history_token_budget,
-            monthly_token_budget=ai_settings.monthly_token_budget,
-            max_turns_per_conversation=ai_settings.max_turns_per_conversation,
-            ai_turns=conversation.ai_turns,
-        ),
-        # Every channel we support can show a few short reply options.
-        quick_replies_allowed=True,
-        # Minute resolution: instructions that quote the time then change once a minute, not on
-        # every request, so the provider's prompt cache can reuse their prefix.
-        now=timezone.now().replace(second=0, microsecond=0),
-        conversation_id=conversation.id,
-        trigger_message_id=pending[-1].id if pending else None,
-        stage_models={stage.id: stage for stage in stage_rows},
-    )

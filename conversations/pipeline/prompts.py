@@ -22,9 +22,9 @@ from typing import Any
 
 from conversations.pipeline.context import ChatMessage, StageInfo, TemplateInfo, TurnContext
 from conversations.pipeline.formats import extraction_format, reply_format, selection_format
-from templates_app.models import TemplateKind
+from templates_app.kinds import TemplateKind
+from templates_app.prompt_data import missing_fields_get, stage_prompt_data, template_context_build
 from templates_app.rendering import TemplateRenderError, render
-from templates_app.selectors import missing_fields_get, stage_prompt_data, template_context_build
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,8 @@ from conversations.llm.gate import llm_gated
 from conversations.llm.ledger import llm_call_build, llm_calls_save
 from conversations.models import Conversation, LLMCall, Message
 from conversations.pipeline.budget import turn_budget_exceeded
-from conversations.pipeline.context import TurnContext, turn_context_build
+from conversations.pipeline.context import TurnContext
+from conversations.pipeline.context_reader import turn_context_build
 from conversations.pipeline.turn import TurnDraft, collected_merge, turn_draft
 from icmp.db import connections_release
 from stages.models import Stage
@@ -138,7 +139,7 @@ def turn_run(*, conversation: Conversation, messages: list[Message], dry_run: bo
     current = ctx.stage_models.get(ctx.current_stage.id) if ctx.current_stage else None
     log_extra = {"business": str(ctx.business_id), "conversation": str(ctx.conversation_id)}
 
-    reason = turn_budget_exceeded(business_id=ctx.business_id, budget=ctx.budget)
+    reason = turn_budget_exceeded(budget=ctx.budget)
     if reason is not None:
         logger.info("Turn not run: %s", reason, extra=log_extra)
         return TurnResult(stage=current, handoff_reason=reason)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from conversations.models import Author, Direction, Message, MessageStatus
-from conversations.pipeline.context import turn_context_build
+from conversations.pipeline.context_reader import turn_context_build
 from conversations.pipeline.service import turn_run
 
 CUSTOMER_LINES = [

@@ -18,8 +18,8 @@ from conversations.pipeline.context import (
     TurnContext,
     estimate_tokens,
     history_trim,
-    turn_context_build,
 )
+from conversations.pipeline.context_reader import turn_context_build
 from conversations.pipeline.formats import extraction_format, selection_format, strict_schema
 from conversations.pipeline.prompts import (
     extraction_prompt,
@@ -401,7 +401,7 @@ def test_history_excludes_the_pending_messages_and_unsent_replies(bakery):
 
 def test_a_reply_written_after_the_pending_message_stays_in_the_history(bakery):
     """A turn that ran while the customer typed: its reply is newer than the next message."""
-    from conversations.pipeline.context import turn_context_build
+    from conversations.pipeline.context_reader import turn_context_build
 
     bakery.say("Do you have croissants?", status="answered")
     pending = bakery.say("And baguettes?")

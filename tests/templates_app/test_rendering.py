@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from templates_app.models import TemplateKind
+from templates_app.prompt_data import template_context_build
 from templates_app.rendering import (
     MAX_RENDERED_CHARS,
     VARIABLES,
@@ -13,7 +14,6 @@ from templates_app.rendering import (
     sample_context,
     template_problems,
 )
-from templates_app.selectors import template_context_build
 
 RESPONSE = TemplateKind.RESPONSE_GENERATION
 

@@ -17,8 +17,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from templates_app.defaults import DEFAULT_TEMPLATES
 from templates_app.models import PromptTemplate, TemplateKind
+from templates_app.prompt_data import template_context_build
 from templates_app.rendering import render, sample_context, template_problems
-from templates_app.selectors import template_context_build
 from tests.admin import admin_url, form_post_data
 
 LIST = "/api/v1/templates/"
