@@ -75,7 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default=",".join(BENCHES))
-    parser.add_argument("--rates", default="10,20,40,80,160")
+    parser.add_argument("--rates", default="10,20,40,80,160,240,320")
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--profile", action="store_true")

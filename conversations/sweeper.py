@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from channels_app.models import WebhookEvent, WebhookEventStatus
 from conversations import task_queue
 from conversations.models import Author, Direction, Message, MessageStatus
 from conversations.staff_flags import conversation_flag_for_staff
@@ -77,7 +78,32 @@ def messages_sweep() -> dict[str, int]:
             conversation_flag_for_staff(
                 conversation_id=conversation_id, reason="A reply may not have been delivered."
             )
-    counts = {"conversations": len(conversation_ids), "queued": len(queued), "unknown": len(unknown)}
+    events = _events_sweep(now)
+    counts = {
+        "events": events,
+        "conversations": len(conversation_ids),
+        "queued": len(queued),
+        "unknown": len(unknown),
+    }
     if any(counts.values()):
         logger.info("sweeper re-enqueued work", extra=counts)
     return counts
+
+
+def _events_sweep(now) -> int:
+    """Webhook events stored but not applied after SWEEPER_EVENT_AFTER_SECONDS: their task was lost.
+
+    A worker killed mid-apply rolled the apply back, so the event is still
+    `received`. Re-enqueueing stamps `updated_at`, so a backlog is re-enqueued
+    at most once per threshold; a duplicate task is a no-op (webhook_event_apply).
+    """
+    after = timedelta(seconds=settings.SWEEPER_EVENT_AFTER_SECONDS)
+    event_ids = list(
+        WebhookEvent.objects.filter(status=WebhookEventStatus.RECEIVED, updated_at__lt=now - after)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:BATCH]
+    )
+    WebhookEvent.objects.filter(pk__in=event_ids, status=WebhookEventStatus.RECEIVED).update(updated_at=now)
+    for event_id in event_ids:
+        task_queue.enqueue(task_queue.APPLY_WEBHOOK_EVENT, str(event_id))
+    return len(event_ids)

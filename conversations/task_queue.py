@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 PROCESS_CONVERSATION = "conversations.process_conversation"
 SEND_MESSAGE = "conversations.send_message"
 SWEEP = "conversations.sweep"
+APPLY_WEBHOOK_EVENT = "conversations.apply_webhook_event"
 
 
 def _task(name: str):

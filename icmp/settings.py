@@ -67,6 +67,8 @@ MIDDLEWARE = [
     "icmp.observability.RequestIdMiddleware",
     "icmp.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Answers /webhooks/ itself: Meta's POSTs skip everything below (sessions, CSRF, auth …).
+    "conversations.inbound.door.WebhookDoorMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -176,6 +178,8 @@ LLM_SLOT_WAIT_SECONDS = env.float("LLM_SLOT_WAIT_SECONDS", default=60.0)
 # most this long, however slow the LLM. The renewal interval must stay well below it.
 TURN_LEASE_SECONDS = env.int("TURN_LEASE_SECONDS", default=30)
 TURN_LEASE_RENEW_SECONDS = env.float("TURN_LEASE_RENEW_SECONDS", default=TURN_LEASE_SECONDS / 3)
+# A webhook event stored this long ago and not applied has lost its task: re-enqueued.
+SWEEPER_EVENT_AFTER_SECONDS = env.int("SWEEPER_EVENT_AFTER_SECONDS", default=10)
 # A customer message this old with no turn running has lost its task: re-enqueued.
 SWEEPER_STUCK_AFTER_SECONDS = env.int("SWEEPER_STUCK_AFTER_SECONDS", default=30)
 # A reply queued this long ago without a send has lost its task (longer than the

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,4 +26,6 @@ def test_every_contract_is_described_in_the_architecture_doc():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
     doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
     for contract in config["contracts"]:
-        assert f"`{contract['id']}`" in doc, f"docs/ARCHITECTURE.md does not explain contract {contract['id']}"
+        assert f"`{contract['id']}`" in doc, (
+            f"docs/ARCHITECTURE.md does not explain contract {contract['id']}"
+        )

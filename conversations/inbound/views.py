@@ -1,11 +1,13 @@
 """Meta webhooks: the hub.challenge handshake and signed event POSTs.
 
-Thin doors: verify, then hand the raw body to conversations.inbound. Answers
-(docs/meta-platform.md §1, §2, §6.1, §7.3): 403 when the signature is bad or
-cannot be checked, 400 when the body is not JSON (or nests deeper than
-icmp.strict_json allows), and 200 for everything after that, so one broken
-tenant never makes Meta back off the whole app.
-No LLM or outbound HTTP happens here; processing is enqueued after commit.
+A thin door: verify the signature, store the raw body (one INSERT), answer.
+A task applies the event after commit (conversations/inbound/webhooks.py).
+Answers (docs/meta-platform.md §1, §2, §6.1, §7.3): 403 when the signature is
+bad or cannot be checked, 400 when the body is not JSON (or nests deeper than
+icmp.strict_json allows), 200 once the body is stored, so one broken tenant
+never makes Meta back off the whole app, and 5xx only when the body could not
+be stored (the database is down), which Meta retries.
+Requests reach it through WebhookDoorMiddleware, without the admin's middleware.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from channels_app.adapters import get_adapter
 from channels_app.models import ChannelAccount
-from conversations.inbound import parse_json, webhook_receive
+from conversations.inbound.webhooks import parse_json, webhook_event_store
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +81,8 @@ def _receive(request: HttpRequest, channel: str, account: ChannelAccount | None)
         return _forbidden("Invalid or missing X-Hub-Signature-256.")
     try:
         body = raw.decode("utf-8")
-        payload = parse_json(body)
+        parse_json(body)
     except ValueError as exc:  # UnicodeDecodeError too; parse_json never lets RecursionError out
         return _error(400, "parse_error", f"The body is not valid UTF-8 JSON: {exc}")
-    event = webhook_receive(channel=channel, body=body, payload=payload, account=account)
+    event = webhook_event_store(channel=channel, body=body, account=account)
     return JsonResponse({"status": "ok", "event": str(event.pk)})

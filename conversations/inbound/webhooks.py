@@ -1,13 +1,18 @@
-"""Webhook events: stored with their effects in one transaction, replayable.
+"""Webhook events: the door stores the raw body, a task applies it, replay re-applies it.
 
-The raw event is a platform record. Its items are split by the business their
-account belongs to: each business's items are applied in their own savepoint
-and recorded in a `WebhookEventPart`, the only view of the event a tenant gets.
+The stored event is the durable record. `webhook_event_store` is the door's
+only write (one INSERT); the event is handed to a task after commit, and
+`webhook_event_apply` normalises it (contacts, conversations, messages,
+receipts) with the same idempotency as a redelivery: channel message ids are
+unique, so applying an event twice stores nothing twice. The apply holds the
+event's row lock (`SKIP LOCKED`), so a duplicate task skips an event another
+worker is applying, and a worker killed mid-apply rolls back to `received`,
+which the sweeper re-enqueues. A bug while applying leaves the event `failed`
+for `manage.py replay_webhooks`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import uuid
@@ -19,261 +24,13 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from channels_app.adapters import get_adapter
-from channels_app.adapters.base import (
-    ChannelError,
-    IdentityUpdate,
-    InboundMessage,
-    RejectedItem,
-    StatusUpdate,
-)
-from channels_app.models import (
-    ChannelAccount,
-    WebhookEvent,
-    WebhookEventPart,
-    WebhookEventPartStatus,
-    WebhookEventStatus,
-)
-from conversations import turns
-from conversations.inbound.cleaning import ERROR_MAX, NOTES_SHOWN, clean_json, clean_str
-from conversations.inbound.contacts import contact_identity_update
-from conversations.inbound.receipts import status_update_apply
-from conversations.inbound.storing import Outcome, inbound_item_apply
-from conversations.models import ConversationStatus, Message, MessageStatus
+from channels_app.models import ChannelAccount, WebhookEvent, WebhookEventStatus
+from conversations import task_queue
+from conversations.inbound.batches import batch_apply, parts_save
+from conversations.inbound.cleaning import ERROR_MAX, clean_json, clean_str
 from icmp import strict_json
 
 logger = logging.getLogger(__name__)
-
-
-def _summary(notes: list[str]) -> str:
-    if not notes:
-        return ""
-    shown = notes[:NOTES_SHOWN]
-    more = len(notes) - len(shown)
-    return clean_str("\n".join(shown) + (f"\n… and {more} more" if more > 0 else ""))[:ERROR_MAX]
-
-
-@dataclass
-class _Part:
-    """One business's items of an event and what applying them did; never another's."""
-
-    account: ChannelAccount  # the first of the business's accounts the items were addressed to
-    accounts: dict[str, ChannelAccount] = field(default_factory=dict)  # by routing id
-    messages: list[InboundMessage] = field(default_factory=list)
-    statuses: list[StatusUpdate] = field(default_factory=list)
-    errors: list[ChannelError] = field(default_factory=list)
-    identity_updates: list[IdentityUpdate] = field(default_factory=list)
-    rejected: list[RejectedItem] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    failure: str = ""
-    to_process: dict[uuid.UUID, None] = field(default_factory=dict)
-
-    def items_json(self, stored: str = "") -> str:
-        """This business's items, after those `stored` by an earlier application (none twice).
-
-        A replay routes by today's accounts: an item whose account was since deactivated
-        routes nowhere, but the business received it and keeps it in its view.
-        """
-        items = _stored_items(stored)
-        seen = {key: {_canonical(raw) for raw in raws} for key, raws in items.items()}
-        for key, raws in (
-            ("messages", [item.raw for item in self.messages]),
-            ("statuses", [item.raw for item in self.statuses]),
-            ("errors", [item.raw for item in self.errors]),
-            ("identity_updates", [item.raw for item in self.identity_updates]),
-            ("rejected", [item.raw for item in self.rejected]),
-        ):
-            for raw in raws:
-                canonical = _canonical(raw)
-                if canonical not in seen.setdefault(key, set()):
-                    seen[key].add(canonical)
-                    items.setdefault(key, []).append(raw)
-        # ASCII escapes: lone surrogates and NULs stay storable as text.
-        return json.dumps({key: value for key, value in items.items() if value}, default=str)
-
-
-def _canonical(raw: Any) -> str:
-    return json.dumps(raw, sort_keys=True, default=str)
-
-
-def _stored_items(text: str) -> dict[str, list[Any]]:
-    try:
-        stored = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    if not isinstance(stored, dict):
-        return {}
-    return {key: list(value) for key, value in stored.items() if isinstance(value, list)}
-
-
-@dataclass
-class _Applied:
-    routed: int = 0
-    unrouted: int = 0
-    # Platform notes (problems, unrouted items): only on the platform-level event.
-    notes: list[str] = field(default_factory=list)
-    parts: dict[uuid.UUID, _Part] = field(default_factory=dict)
-
-    def part_for(self, account: ChannelAccount) -> _Part:
-        part = self.parts.get(account.business_id)
-        if part is None:
-            part = self.parts[account.business_id] = _Part(account=account)
-        part.accounts[account.external_id] = account
-        return part
-
-    @property
-    def failures(self) -> list[str]:
-        return [part.failure for part in self.parts.values() if part.failure]
-
-    def summary(self) -> str:
-        return _summary([*self.failures, *self.notes, *(n for p in self.parts.values() for n in p.notes)])
-
-
-class _Router:
-    """Routing ids → active channel accounts of this channel, optionally limited to one account."""
-
-    def __init__(self, *, channel: str, routing_ids: set[str], scope: ChannelAccount | None) -> None:
-        self.scope = scope
-        if scope is not None:
-            routing_ids &= {scope.external_id}
-        accounts = ChannelAccount.objects.filter(
-            kind=channel, external_id__in=routing_ids, is_active=True
-        ).select_related("business")
-        self.accounts = {account.external_id: account for account in accounts}
-
-    def route(self, applied: _Applied, routing_id: str, what: str) -> _Part | None:
-        if self.scope is not None and routing_id != self.scope.external_id:
-            # A per-account secret must not let anyone write into another account.
-            applied.notes.append(f"{what}: ignored, addressed to another account ({routing_id!r})")
-            logger.warning("webhook item for another account ignored", extra={"routing_id": routing_id})
-            return None
-        account = self.accounts.get(routing_id)
-        if account is None:
-            applied.unrouted += 1
-            applied.notes.append(f"{what}: no active account for {routing_id!r}")
-            logger.warning("webhook item routes to no active account", extra={"routing_id": routing_id})
-            return None
-        applied.routed += 1
-        return applied.part_for(account)
-
-
-def _route(*, channel: str, payload: Any, scope: ChannelAccount | None) -> _Applied:
-    """Split the batch by business: each part holds only items addressed to that business's accounts."""
-    batch = get_adapter(channel).parse(payload)
-    applied = _Applied(notes=[f"problem: {problem}" for problem in batch.problems])
-    items = (*batch.messages, *batch.statuses, *batch.errors, *batch.identity_updates, *batch.rejected)
-    routing_ids = {item.routing_id for item in items if item.routing_id}
-    router = _Router(channel=channel, routing_ids=routing_ids, scope=scope)
-    for item in batch.messages:
-        part = router.route(applied, item.routing_id, f"message {item.external_id[:80]!r}")
-        if part is not None:
-            part.messages.append(item)
-    for update in batch.statuses:
-        part = router.route(applied, update.routing_id, f"status {update.external_id or 'watermark'!r}")
-        if part is not None:
-            part.statuses.append(update)
-    for error in batch.errors:
-        part = router.route(applied, error.routing_id, f"error {error.code}")
-        if part is not None:
-            part.errors.append(error)
-    for update in batch.identity_updates:
-        part = router.route(applied, update.routing_id, "identity update")
-        if part is not None:
-            part.identity_updates.append(update)
-    for rejected in batch.rejected:
-        part = router.route(applied, rejected.routing_id, rejected.reason)
-        if part is not None:
-            part.rejected.append(rejected)
-    return applied
-
-
-def _part_apply(part: _Part) -> None:
-    """Store one business's items. Raises on a bug; the caller's savepoint undoes its writes."""
-    for item in part.messages:
-        account = part.accounts[item.routing_id]
-        stored = inbound_item_apply(account=account, item=item)
-        if stored.outcome in (Outcome.INVALID, Outcome.UNKNOWN):
-            part.notes.append(f"message {item.external_id[:80]!r}: {stored.outcome}")
-        elif stored.outcome == Outcome.STORED and stored.message.status == MessageStatus.RECEIVED:
-            part.to_process[stored.message.conversation_id] = None
-    for update in part.statuses:
-        account = part.accounts[update.routing_id]
-        if status_update_apply(account=account, update=update) is not None:
-            continue
-        if update.external_id:  # a watermark that covers none of our messages is normal
-            part.notes.append(f"status {update.status} for an unknown message {update.external_id!r}")
-            logger.info(
-                "receipt for an unknown message ignored",
-                extra={"channel_account_id": str(account.pk), "external_id": update.external_id},
-            )
-    for update in part.identity_updates:
-        # After the messages: one from the old id in this batch still finds its contact, and one
-        # from the new id made a contact that the update then merges into the old one.
-        contact = contact_identity_update(account=part.accounts[update.routing_id], update=update)
-        if contact is None:
-            part.notes.append("identity update for a customer we have not met: ignored")
-            continue
-        # A merge may have moved unanswered messages into the contact's open conversation.
-        waiting = Message.objects.filter(
-            conversation__contact=contact,
-            conversation__status=ConversationStatus.OPEN,
-            status=MessageStatus.RECEIVED,
-        ).values_list("conversation_id", flat=True)
-        for conversation_id in waiting[:1]:
-            part.to_process[conversation_id] = None
-    if part.rejected:
-        # Nothing addressed to a business is dropped in silence: the event fails and stays replayable.
-        part.failure = "; ".join(item.reason for item in part.rejected)[:ERROR_MAX]
-    for error in part.errors:
-        part.notes.append(f"channel error {error.code}: {error.title or error.message} {error.details}")
-        logger.warning(
-            "channel reported an error",
-            extra={"channel_account_id": str(part.account.pk), "code": error.code, "title": error.title},
-        )
-
-
-def _apply(*, channel: str, payload: Any, scope: ChannelAccount | None) -> _Applied:
-    applied = _route(channel=channel, payload=payload, scope=scope)
-    for business_id, part in applied.parts.items():
-        try:
-            # One savepoint per business: one tenant's broken item never costs another's.
-            with transaction.atomic():
-                _part_apply(part)
-        except Exception as exc:
-            logger.exception(
-                "webhook items could not be applied",
-                extra={"business_id": str(business_id), "channel": channel},
-            )
-            part.failure = clean_str(f"{type(exc).__name__}: {exc}")[:ERROR_MAX]
-            # What the rolled-back work noted or queued did not happen.
-            part.notes.clear()
-            part.to_process.clear()
-    # One processing run per conversation, however many of its messages the batch carried.
-    for part in applied.parts.values():
-        for conversation_id in part.to_process:
-            turns.conversation_process_enqueue(conversation_id=conversation_id)
-    return applied
-
-
-def _parts_save(event: WebhookEvent, applied: _Applied) -> None:
-    stored = dict(
-        WebhookEventPart.objects.filter(event=event, business_id__in=applied.parts).values_list(
-            "business_id", "items"
-        )
-    )
-    for business_id, part in applied.parts.items():
-        WebhookEventPart.objects.update_or_create(
-            event=event,
-            business_id=business_id,
-            defaults={
-                "channel": event.channel,
-                "channel_account": part.account,
-                "items": part.items_json(stored.get(business_id, "")),
-                "status": WebhookEventPartStatus.FAILED if part.failure else WebhookEventPartStatus.PROCESSED,
-                "error": _summary([part.failure, *part.notes] if part.failure else part.notes),
-            },
-        )
-
 
 # Only JSON escapes can bring NUL or a lone surrogate into a decoded string.
 _MAY_NEED_CLEANING = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
@@ -290,14 +47,32 @@ def parse_json(text: str) -> Any:
     return clean_json(payload) if _MAY_NEED_CLEANING.search(text) else payload
 
 
-def _event_apply(event: WebhookEvent, *, payload: Any, scope: ChannelAccount | None) -> WebhookEvent:
+@dataclass
+class EventApplied:
+    """What applying an event did: the event, and the conversations with new customer messages."""
+
+    event: WebhookEvent | None
+    conversation_ids: list[uuid.UUID] = field(default_factory=list)
+
+
+def webhook_event_store(*, channel: str, body: str, account: ChannelAccount | None = None) -> WebhookEvent:
+    """The door's one write: the signed raw body, handed to the apply task after commit.
+
+    `account` is set for the per-account URL: only items addressed to it are
+    applied, whatever else the body carries.
+    """
+    event = WebhookEvent.objects.create(channel=channel, body=body, received_for=account)
+    task_queue.enqueue(task_queue.APPLY_WEBHOOK_EVENT, str(event.pk))
+    return event
+
+
+def _event_apply(event: WebhookEvent, *, scope: ChannelAccount | None) -> EventApplied:
+    conversation_ids: list[uuid.UUID] = []
     try:
         # Effects in a savepoint: a bug costs the effects, never the stored event.
         with transaction.atomic():
-            if payload is None:
-                payload = parse_json(event.body)
-            applied = _apply(channel=event.channel, payload=payload, scope=scope)
-            _parts_save(event, applied)
+            applied = batch_apply(channel=event.channel, payload=parse_json(event.body), scope=scope)
+            parts_save(event, applied)
     except Exception as exc:
         logger.exception(
             "webhook event could not be applied",
@@ -307,6 +82,7 @@ def _event_apply(event: WebhookEvent, *, payload: Any, scope: ChannelAccount | N
         event.error = clean_str(f"{type(exc).__name__}: {exc}")[:ERROR_MAX]
         event.processed_at = None
     else:
+        conversation_ids = applied.conversation_ids
         if applied.failures:
             event.status = WebhookEventStatus.FAILED
             event.processed_at = None
@@ -323,35 +99,44 @@ def _event_apply(event: WebhookEvent, *, payload: Any, scope: ChannelAccount | N
         "webhook event applied",
         extra={"webhook_event_id": str(event.pk), "channel": event.channel, "status": event.status},
     )
-    return event
+    return EventApplied(event=event, conversation_ids=conversation_ids)
 
 
-def webhook_receive(
-    *, channel: str, body: str, payload: Any, account: ChannelAccount | None = None
-) -> WebhookEvent:
-    """Record a signed webhook body and apply it, in one transaction.
+def _scope(event: WebhookEvent) -> ChannelAccount | None:
+    if not event.received_for_id:
+        return None
+    return ChannelAccount.objects.filter(pk=event.received_for_id).select_related("business").first()
 
-    `account` is set for the per-account URL: only items addressed to it are
-    applied, whatever else the body carries.
+
+def webhook_event_apply(*, event_id: Any) -> EventApplied:
+    """Apply a stored event that no one has applied yet; a no-op for any other.
+
+    Returns the conversations to process; the caller runs or enqueues their turns
+    after this commits.
     """
     with transaction.atomic():
-        event = WebhookEvent.objects.create(channel=channel, body=body, received_for=account)
-        return _event_apply(event, payload=payload, scope=account)
+        event = (
+            WebhookEvent.objects.select_for_update(skip_locked=True)
+            .filter(pk=event_id, status=WebhookEventStatus.RECEIVED)
+            .first()
+        )
+        if event is None:  # applied already, or being applied by another worker right now
+            return EventApplied(event=None)
+        return _event_apply(event, scope=_scope(event))
 
 
 def webhook_event_replay(*, event_id: uuid.UUID) -> WebhookEvent:
     """Apply a stored event again, through the same path; duplicates are no-ops.
 
     An event that came to an account's own URL stays limited to that account's items.
+    Its conversations with new messages are enqueued for processing after commit.
     """
     with transaction.atomic():
         event = WebhookEvent.objects.select_for_update().get(pk=event_id)
-        scope = (
-            ChannelAccount.objects.filter(pk=event.received_for_id).select_related("business").first()
-            if event.received_for_id
-            else None
-        )
-        return _event_apply(event, payload=None, scope=scope)
+        applied = _event_apply(event, scope=_scope(event))
+        for conversation_id in applied.conversation_ids:
+            task_queue.enqueue(task_queue.PROCESS_CONVERSATION, str(conversation_id))
+        return event
 
 
 def webhook_events_for_replay(

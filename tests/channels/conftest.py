@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-import pytest
-from django.db import transaction
+import uuid
 
-from conversations import turns
+import pytest
+
+from conversations import tasks
+from conversations.turns import TurnOutcome
 from tests.channels.webhook_helpers import APP_SECRET, VERIFY_TOKEN, meta_accounts
 from tests.fakes.graph_api import fake_graph  # noqa: F401 (re-exported fixture)
 
@@ -23,11 +25,16 @@ def accounts(alice):
 
 @pytest.fixture
 def enqueued(monkeypatch):
-    """Conversation ids whose processing was enqueued and survived the commit."""
+    """Conversation ids whose processing a committed webhook event started (no turn runs).
+
+    The apply task runs the first conversation's turn itself and enqueues the
+    others; both reach conversation_turn_process, which this replaces.
+    """
     calls: list = []
 
-    def spy(*, conversation_id, countdown=None):
-        transaction.on_commit(lambda: calls.append(conversation_id))
+    def spy(*, conversation_id, wait_for_burst=True):
+        calls.append(uuid.UUID(str(conversation_id)))
+        return TurnOutcome(status="done")
 
-    monkeypatch.setattr(turns, "conversation_process_enqueue", spy)
+    monkeypatch.setattr(tasks, "conversation_turn_process", spy)
     return calls

@@ -1,7 +1,9 @@
 """Meta may deliver the same webhook concurrently: still one row and one processing (PostgreSQL).
 
 Real threads post through the real URL at the same moment, each on its own
-database connection, so the unique constraints (not luck) decide the race.
+database connection; each door stores its event and (no broker here) applies
+it right after its commit, so the applies race each other and the unique
+constraints (not luck) decide the race.
 SQLite serialises writers, so these tests only mean something on PostgreSQL.
 """
 
@@ -9,13 +11,15 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 
 from channels_app.models import WebhookEvent, WebhookEventStatus
-from conversations import turns
+from conversations import tasks
 from conversations.models import Contact, Conversation, Message, MessageStatus
+from conversations.turns import TurnOutcome
 from tests.channels import fixture
 from tests.channels.webhook_helpers import ANA, APP_SECRET, meta_accounts, post_bytes, post_json
 
@@ -35,17 +39,16 @@ def _postgres_only(settings):
 
 @pytest.fixture
 def enqueued(monkeypatch):
+    """Conversations whose processing the applied events started (the turns do not run)."""
     calls: list = []
     lock = threading.Lock()
 
-    def spy(*, conversation_id, countdown=None):
-        def record() -> None:
-            with lock:
-                calls.append(conversation_id)
+    def spy(*, conversation_id, wait_for_burst=True):
+        with lock:
+            calls.append(uuid.UUID(str(conversation_id)))
+        return TurnOutcome(status="done")
 
-        transaction.on_commit(record)
-
-    monkeypatch.setattr(turns, "conversation_process_enqueue", spy)
+    monkeypatch.setattr(tasks, "conversation_turn_process", spy)
     return calls
 
 

@@ -581,6 +581,7 @@ def test_an_unsent_instagram_message_is_blanked_in_place(
     accounts, enqueued, django_capture_on_commit_callbacks
 ):
     post_fixture("instagram", "story_reply")
+    enqueued.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
         post_fixture("instagram", "deleted")

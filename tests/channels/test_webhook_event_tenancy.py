@@ -136,7 +136,7 @@ def test_one_businesss_broken_item_costs_neither_the_other_business_nor_the_even
             raise RuntimeError("parser bug")
         return real(account=account, item=item)
 
-    monkeypatch.setattr("conversations.inbound.webhooks.inbound_item_apply", broken_for_alice)
+    monkeypatch.setattr("conversations.inbound.batches.inbound_item_apply", broken_for_alice)
     post_json("messenger", BATCH)
 
     event = last_event()
@@ -148,7 +148,7 @@ def test_one_businesss_broken_item_costs_neither_the_other_business_nor_the_even
     assert (bobs.status, bobs.error) == ("processed", "")
     assert alices.status == "failed" and "parser bug" in alices.error
 
-    monkeypatch.setattr("conversations.inbound.webhooks.inbound_item_apply", real)
+    monkeypatch.setattr("conversations.inbound.batches.inbound_item_apply", real)
     call_command("replay_webhooks", stdout=open("/dev/null", "w"))  # noqa: SIM115
 
     event.refresh_from_db()

@@ -229,8 +229,8 @@ def test_a_failure_anywhere_in_a_random_batch_rolls_back_every_effect(alice, cha
 
         return wrapper
 
-    monkeypatch.setattr(inbound.webhooks, "inbound_item_apply", counted(real_item))
-    monkeypatch.setattr(inbound.webhooks, "status_update_apply", counted(real_status))
+    monkeypatch.setattr(inbound.batches, "inbound_item_apply", counted(real_item))
+    monkeypatch.setattr(inbound.batches, "status_update_apply", counted(real_status))
 
     @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(payload=STRATEGIES[channel], salt=SALTS, fail_at=st.integers(1, 3))

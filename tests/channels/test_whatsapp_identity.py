@@ -101,7 +101,7 @@ def test_a_contact_known_by_number_that_arrives_with_a_bsuid_stays_one_contact(n
     assert Message.objects.filter(conversation__contact=contact).count() == 3
 
 
-def test_two_contacts_that_turn_out_to_be_one_person_are_merged_with_one_open_conversation(number):
+def test_two_contacts_that_turn_out_to_be_one_person_are_merged_with_one_open_conversation(number, enqueued):
     withheld = fixture("whatsapp", "number_withheld")
     withheld["entry"][0]["changes"][0]["value"]["contacts"][0]["user_id"] = ANA_BSUID
     post_json("whatsapp", withheld)  # first by BSUID only
@@ -248,6 +248,7 @@ def test_an_edit_of_an_unanswered_message_replaces_its_text_for_the_turn(
 def test_an_edit_of_an_answered_message_updates_the_record_without_a_new_turn(number, enqueued):
     post_fixture("whatsapp", "number_withheld")
     Message.objects.filter(external_id="wamid.U1").update(status=MessageStatus.ANSWERED)
+    enqueued.clear()
 
     post_fixture("whatsapp", "edit")
 
@@ -423,7 +424,7 @@ def test_a_message_from_the_old_id_in_the_same_batch_as_the_update_stays_with_it
     assert Message.objects.get(external_id="wamid.OLD_ID").conversation.contact == contact
 
 
-def test_a_merge_keeps_a_staff_takeover_of_either_conversation(number):
+def test_a_merge_keeps_a_staff_takeover_of_either_conversation(number, enqueued):
     withheld = fixture("whatsapp", "number_withheld")
     withheld["entry"][0]["changes"][0]["value"]["contacts"][0]["user_id"] = ANA_BSUID
     post_json("whatsapp", withheld)
@@ -451,6 +452,7 @@ def test_a_merge_by_announcement_queues_a_turn_for_the_messages_it_moved(
     value["messages"][0]["id"] = "wamid.FROM_NEW_ID"
     post_json("whatsapp", moved)  # the customer writes from the new id before the announcement
     assert len(contacts_of(number)) == 2
+    enqueued.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
         post_fixture("whatsapp", "system_user_id")

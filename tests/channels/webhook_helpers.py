@@ -7,7 +7,7 @@ import hmac
 import json
 from typing import Any
 
-from django.test import Client
+from django.test import Client, TestCase
 
 from channels_app.models import ChannelAccount, ChannelKind, WebhookEvent
 from tests.channels import fixture_bytes
@@ -45,12 +45,18 @@ def post_bytes(
     client: Client | None = None,
     headers: dict[str, str] | None = None,
 ):
-    """POST `body` exactly as given, signed with `secret` unless `signature`/`headers` say otherwise."""
+    """POST `body` exactly as given, signed with `secret` unless `signature`/`headers` say otherwise.
+
+    The door stores the event and hands it on after commit. In production its
+    INSERT commits at once; inside a test's transaction, the hand-on runs here,
+    when the POST returns, as it would have after that commit.
+    """
     if headers is None:
         headers = {"X-Hub-Signature-256": signature if signature is not None else sign(body, secret)}
-    return (client or Client()).post(
-        url(channel, account), data=body, content_type="application/json", headers=headers
-    )
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return (client or Client()).post(
+            url(channel, account), data=body, content_type="application/json", headers=headers
+        )
 
 
 def post_fixture(channel: str, name: str, **kwargs: Any):

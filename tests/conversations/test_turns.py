@@ -151,7 +151,7 @@ def test_the_sweeper_re_enqueues_lost_work(alice, django_capture_on_commit_callb
     )
     with django_capture_on_commit_callbacks() as callbacks:
         counts = messages_sweep()
-    assert counts == {"conversations": 1, "queued": 1, "unknown": 1}
+    assert counts == {"events": 0, "conversations": 1, "queued": 1, "unknown": 1}
     assert len(callbacks) == 2
     lost_send.refresh_from_db()
     assert lost_send.status == MessageStatus.FAILED
@@ -199,9 +199,9 @@ def test_a_second_sweep_does_not_pile_up_copies_of_the_same_work(alice, django_c
         status_changed_at=timezone.now() - timedelta(minutes=5),
     )
     with django_capture_on_commit_callbacks() as first:
-        assert messages_sweep() == {"conversations": 1, "queued": 1, "unknown": 0}
+        assert messages_sweep() == {"events": 0, "conversations": 1, "queued": 1, "unknown": 0}
     with django_capture_on_commit_callbacks() as second:
-        assert messages_sweep() == {"conversations": 0, "queued": 0, "unknown": 0}
+        assert messages_sweep() == {"events": 0, "conversations": 0, "queued": 0, "unknown": 0}
     assert len(first) == 2
     assert second == []
 
@@ -287,7 +287,7 @@ def test_the_sweeper_finds_a_lost_turn_within_seconds_but_leaves_a_reply_waiting
         status_changed_at=timezone.now() - timedelta(seconds=45),
     )
 
-    assert messages_sweep() == {"conversations": 1, "queued": 0, "unknown": 0}
+    assert messages_sweep() == {"events": 0, "conversations": 1, "queued": 0, "unknown": 0}
 
     lost_turn.refresh_from_db()
     retrying.refresh_from_db()
