@@ -260,11 +260,16 @@ def test_a_turn_start_marks_read_with_a_typing_indicator(open_window, fake_graph
     }
 
 
-def test_a_failing_typing_indicator_does_not_break_the_turn(open_window, fake_graph):
+def test_a_failing_typing_indicator_is_logged_and_never_raises(open_window, fake_graph, caplog):
     from conversations.outbound import channel_typing_indicate
 
     fake_graph.fail(500)
-    channel_typing_indicate(conversation=open_window.conversation, last_message=open_window.messages[0])
+    with caplog.at_level("INFO", logger="conversations.outbound"):
+        channel_typing_indicate(conversation=open_window.conversation, last_message=open_window.messages[0])
+
+    assert len(fake_graph.requests) == 1  # it was tried …
+    [record] = [r for r in caplog.records if r.getMessage() == "typing indicator not shown"]
+    assert record.conversation_id == str(open_window.conversation.pk)  # … and the failure said so
 
 
 def test_the_typing_indicator_is_sent_without_holding_up_the_turn(open_window, fake_graph):
@@ -272,7 +277,11 @@ def test_the_typing_indicator_is_sent_without_holding_up_the_turn(open_window, f
 
     from conversations.outbound import channel_typing_indicate_soon
 
+    fake_graph.delay(2.0)  # Meta is slow to answer the read receipt
+    started = time.monotonic()
     channel_typing_indicate_soon(conversation=open_window.conversation, last_message=open_window.messages[0])
+    assert time.monotonic() - started < 0.5  # the turn goes on at once
+
     deadline = time.monotonic() + 10
     while not fake_graph.requests and time.monotonic() < deadline:
         time.sleep(0.05)

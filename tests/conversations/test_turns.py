@@ -6,6 +6,8 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import transaction
+from django.test import TestCase
 from django.utils import timezone
 
 from businesses.models import AIControlSettings
@@ -178,12 +180,45 @@ def test_the_sweep_command_runs_the_sweeper(alice, capsys, django_capture_on_com
     assert stuck.status == MessageStatus.SKIPPED
 
 
-@pytest.mark.parametrize("task_name", ["conversations.process_conversation", "conversations.send_message"])
-def test_tasks_are_registered_with_delay_on_commit(task_name):
-    from icmp.celery import app
+def test_every_task_the_services_enqueue_by_name_is_registered_in_a_fresh_process():
+    """A web process never imports conversations.tasks itself; ConversationsConfig.ready() must."""
+    import subprocess
+    import sys
 
-    task = app.tasks[task_name]
-    assert hasattr(task, "delay_on_commit")
+    from conversations import task_queue
+
+    names = [task_queue.PROCESS_CONVERSATION, task_queue.SEND_MESSAGE, task_queue.SWEEP]
+    names.append(task_queue.APPLY_WEBHOOK_EVENT)
+    script = (
+        "import django, sys; django.setup(); from celery import current_app; "
+        "missing = [n for n in sys.argv[1:] if n not in current_app.tasks]; print(missing); "
+        "sys.exit(1 if missing else 0)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, *names], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+
+
+def test_an_enqueue_waits_for_the_commit_and_a_rollback_enqueues_nothing(alice, monkeypatch):
+    from conversations import task_queue
+    from conversations.turns import conversation_process_enqueue
+
+    sent: list[tuple] = []
+    monkeypatch.setattr(task_queue, "enqueue_now", lambda name, *args, countdown=None: sent.append(args))
+
+    class Rollback(Exception):
+        pass
+
+    with pytest.raises(Rollback), transaction.atomic():
+        conversation_process_enqueue(conversation_id=alice.conversation.pk)
+        raise Rollback
+    assert sent == []
+
+    with TestCase.captureOnCommitCallbacks(execute=True), transaction.atomic():
+        conversation_process_enqueue(conversation_id=alice.conversation.pk)
+        assert sent == []  # not before the commit
+    assert sent == [(str(alice.conversation.pk),)]
 
 
 def test_a_second_sweep_does_not_pile_up_copies_of_the_same_work(alice, django_capture_on_commit_callbacks):

@@ -14,13 +14,15 @@ def test_metrics_need_a_platform_key(client, alice):
 
 
 def test_metrics_report_pending_work_and_llm_activity(client, alice):
+    alice.conversation.contact.name = "Zebra Private-Name"
+    alice.conversation.contact.save(update_fields=["name"])
     Message.objects.create(
         business=alice.business,
         conversation=alice.conversation,
         channel_account=alice.channel,
         direction=Direction.IN,
         author=Author.CUSTOMER,
-        text="hi",
+        text="hi, my secret is zebra-private-words",
         status=MessageStatus.RECEIVED,
     )
     response = client.get("/metrics", headers={"Authorization": f"Bearer {INTERNAL_KEY}"})
@@ -33,3 +35,4 @@ def test_metrics_report_pending_work_and_llm_activity(client, alice):
     # No secret or customer text leaks into metrics.
     assert alice.channel.access_token not in body
     assert "zebra-private-words" not in body
+    assert "Zebra Private-Name" not in body
