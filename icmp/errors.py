@@ -1,8 +1,22 @@
-"""Domain errors. The API's exception handler renders them as JSON."""
+"""Domain errors, and the one JSON error shape every door answers with.
+
+`{"error": {"code", "message", "details"}}`: the API's exception handler, the
+JSON 4xx/5xx pages, the body-size limit and the webhook door all build it here.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from django.http import JsonResponse
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details if details is not None else {}}}
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> JsonResponse:
+    return JsonResponse(error_body(code, message, details), status=status)
 
 
 class ApplicationError(Exception):

@@ -10,20 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
-
-def _too_large(limit: int) -> JsonResponse:
-    return JsonResponse(
-        {
-            "error": {
-                "code": "request_too_large",
-                "message": f"Request body exceeds the limit of {limit} bytes.",
-                "details": {"limit_bytes": limit},
-            }
-        },
-        status=413,
-    )
+from icmp.errors import error_response
 
 
 class BodySizeLimitMiddleware:
@@ -40,10 +29,12 @@ class BodySizeLimitMiddleware:
         try:
             length = int(raw_length)
         except ValueError:
-            return JsonResponse(
-                {"error": {"code": "bad_request", "message": "Invalid Content-Length.", "details": {}}},
-                status=400,
-            )
+            return error_response(400, "bad_request", "Invalid Content-Length.")
         if length > limit:
-            return _too_large(limit)
+            return error_response(
+                413,
+                "request_too_large",
+                f"Request body exceeds the limit of {limit} bytes.",
+                {"limit_bytes": limit},
+            )
         return self.get_response(request)

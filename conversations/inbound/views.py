@@ -23,24 +23,21 @@ from django.views.decorators.csrf import csrf_exempt
 from channels_app.adapters import get_adapter
 from channels_app.models import ChannelAccount
 from conversations.inbound.webhooks import parse_json, webhook_event_store
+from icmp.errors import error_response
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 
 
-def _error(status: int, code: str, message: str) -> JsonResponse:
-    return JsonResponse({"error": {"code": code, "message": message, "details": {}}}, status=status)
-
-
 def _forbidden(message: str = "Forbidden.") -> JsonResponse:
-    return _error(403, "permission_denied", message)
+    return error_response(403, "permission_denied", message)
 
 
 @csrf_exempt
 def meta_webhook(request: HttpRequest, *, channel: str, account_id: uuid.UUID | None = None) -> HttpResponse:
     if request.method not in ("GET", "POST"):
-        response = _error(405, "method_not_allowed", f"Method {request.method} not allowed.")
+        response = error_response(405, "method_not_allowed", f"Method {request.method} not allowed.")
         response["Allow"] = "GET, POST"
         return response
     account = None
@@ -83,6 +80,6 @@ def _receive(request: HttpRequest, channel: str, account: ChannelAccount | None)
         body = raw.decode("utf-8")
         parse_json(body)
     except ValueError as exc:  # UnicodeDecodeError too; parse_json never lets RecursionError out
-        return _error(400, "parse_error", f"The body is not valid UTF-8 JSON: {exc}")
+        return error_response(400, "parse_error", f"The body is not valid UTF-8 JSON: {exc}")
     event = webhook_event_store(channel=channel, body=body, account=account)
     return JsonResponse({"status": "ok", "event": str(event.pk)})

@@ -12,7 +12,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from icmp.errors import ApplicationError
+from icmp.errors import ApplicationError, error_body, error_response
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +28,6 @@ _CODES = {
     exceptions.Throttled: "throttled",
     exceptions.ValidationError: "validation_error",
 }
-
-
-def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details if details is not None else {}}}
 
 
 def _message_of(detail: Any) -> str:
@@ -79,21 +75,21 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
+    return error_response(status.HTTP_404_NOT_FOUND, "not_found", "Not found.")
 
 
 def json_500(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(
-        error_body(
-            "server_error", "Internal server error.", {"request_id": getattr(request, "request_id", "")}
-        ),
-        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    return error_response(
+        status.HTTP_500_INTERNAL_SERVER_ERROR,
+        "server_error",
+        "Internal server error.",
+        {"request_id": getattr(request, "request_id", "")},
     )
 
 
 def json_400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(error_body("bad_request", "Bad request."), status=status.HTTP_400_BAD_REQUEST)
+    return error_response(status.HTTP_400_BAD_REQUEST, "bad_request", "Bad request.")
 
 
 def json_403(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(error_body("permission_denied", "Forbidden."), status=status.HTTP_403_FORBIDDEN)
+    return error_response(status.HTTP_403_FORBIDDEN, "permission_denied", "Forbidden.")
