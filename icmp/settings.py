@@ -144,6 +144,8 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
+# kombu's Redis transport with one reusable client per channel (icmp/broker.py).
+CELERY_BROKER_TRANSPORT = "icmp.broker:Transport" if REDIS_URL.startswith(("redis://", "rediss://")) else None
 CELERY_RESULT_BACKEND = None
 # Without a broker, tasks run in-process (after commit, via delay_on_commit).
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
