@@ -143,11 +143,32 @@ class Conversation(BaseModel):
             models.Index(fields=["business", "-last_message_at", "-id"], name="conv_business_activity"),
             # The admin inbox for a superuser (all businesses), newest activity first.
             models.Index(fields=["-last_message_at", "-id"], name="conv_activity"),
-            # "needs human" filter in the inbox.
+            # "needs human" filter in the inbox and the API (closed ones too: they keep the flag).
             models.Index(
                 fields=["business", "-last_message_at"],
                 condition=Q(needs_human=True),
                 name="conv_needs_human",
+            ),
+            # The inbox's needs-human badge and its link: open conversations waiting for a person.
+            # Both match the badge's WHERE exactly, so its count and list read neither the table
+            # nor the flagged history: a business's, and every business's in activity order (the
+            # planner assumes needs_human and open independent, expects thousands of rows, and
+            # would otherwise walk conv_activity until 50 match: all of it when few wait).
+            models.Index(
+                fields=["business", "-last_message_at", "-id"],
+                condition=Q(needs_human=True, status="open"),
+                name="conv_waiting",
+            ),
+            models.Index(
+                fields=["-last_message_at", "-id"],
+                condition=Q(needs_human=True, status="open"),
+                name="conv_waiting_all",
+            ),
+            # "AI paused" filter in the inbox and the API (paused stays set when staff close).
+            models.Index(
+                fields=["business", "-last_message_at", "-id"],
+                condition=Q(ai_mode="paused"),
+                name="conv_ai_paused",
             ),
         ]
 
