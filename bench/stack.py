@@ -36,8 +36,8 @@ from bench.procfs import group_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-DB_NAME = "icmp_bench"
-TEMPLATE_DB = "icmp_bench_tpl"
+DB_NAME = os.environ.get("BENCH_DB_NAME", "icmp_bench")
+TEMPLATE_DB = f"{DB_NAME}_tpl"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 APP_SECRET = "bench-app-secret"
 SECRET_KEY = "bench-secret-key-not-for-production-0123456789abcdefghijklmnop"

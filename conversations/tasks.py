@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from celery import current_app, shared_task
+from django.conf import settings
 
 from conversations.embedded import embedded_runner
 from conversations.outbound import message_send
@@ -24,7 +25,11 @@ def safe_enqueue(task, args: list, *, countdown: float | None = None) -> None:
 
     The rows are committed, so the sweeper re-enqueues them once the broker is back.
     In embedded mode (no broker) the process's runner takes the task instead.
+    A countdown is capped at BROKER_MAX_COUNTDOWN_SECONDS, below the broker's visibility
+    timeout: a task woken early (a long burst window) checks again and waits the rest.
     """
+    if countdown:
+        countdown = min(countdown, settings.BROKER_MAX_COUNTDOWN_SECONDS)
     runner = embedded_runner()
     if runner is not None:
         if countdown:
