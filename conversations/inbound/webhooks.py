@@ -3,6 +3,8 @@
 The raw event is a platform record. Its items are split by the business their
 account belongs to: each business's items are applied in their own savepoint
 and recorded in a `WebhookEventPart`, the only view of the event a tenant gets.
+A failure that trying again can cure (the database gone, a deadlock) is not
+recorded as a failed item: the whole delivery fails, so Meta sends it again.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -239,6 +241,8 @@ def _apply(*, channel: str, payload: Any, scope: ChannelAccount | None) -> _Appl
             # One savepoint per business: one tenant's broken item never costs another's.
             with transaction.atomic():
                 _part_apply(part)
+        except OperationalError:
+            raise  # transient: answered 5xx, nothing stored, and Meta retries the delivery
         except Exception as exc:
             logger.exception(
                 "webhook items could not be applied",
@@ -298,6 +302,8 @@ def _event_apply(event: WebhookEvent, *, payload: Any, scope: ChannelAccount | N
                 payload = parse_json(event.body)
             applied = _apply(channel=event.channel, payload=payload, scope=scope)
             _parts_save(event, applied)
+    except OperationalError:
+        raise
     except Exception as exc:
         logger.exception(
             "webhook event could not be applied",

@@ -157,6 +157,43 @@ def test_one_businesss_broken_item_costs_neither_the_other_business_nor_the_even
     assert Message.objects.filter(external_id__in=["m_alice_1", "m_bob_1"]).count() == 2
 
 
+@pytest.mark.parametrize("where", ["items", "parts"])
+def test_a_transient_database_error_fails_the_whole_delivery_so_meta_sends_it_again(
+    alice, bob, pages, monkeypatch, where
+):
+    """A deadlock or a lost connection is not a broken item: recorded as a failed part, the
+    delivery would be answered 200 and Meta would never send the message again."""
+    from django.db import OperationalError
+
+    from conversations.inbound import webhooks
+
+    real_apply, real_save = storing.inbound_item_apply, webhooks._parts_save
+
+    def deadlocked_for_alice(*, account, item):
+        if account.pk == pages["alice"].pk:
+            raise OperationalError("deadlock detected")
+        return real_apply(account=account, item=item)
+
+    def connection_lost(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    if where == "items":
+        monkeypatch.setattr("conversations.inbound.webhooks.inbound_item_apply", deadlocked_for_alice)
+    else:
+        monkeypatch.setattr(webhooks, "_parts_save", connection_lost)
+    response = post_json("messenger", BATCH, client=Client(raise_request_exception=False))
+
+    assert response.status_code == 500
+    assert not WebhookEvent.objects.exists()
+    assert not Message.objects.filter(external_id__in=["m_alice_1", "m_bob_1"]).exists()
+
+    monkeypatch.setattr("conversations.inbound.webhooks.inbound_item_apply", real_apply)
+    monkeypatch.setattr(webhooks, "_parts_save", real_save)
+    assert post_json("messenger", BATCH).status_code == 200  # Meta's retry
+    assert Message.objects.filter(external_id__in=["m_alice_1", "m_bob_1"]).count() == 2
+    assert last_event().status == WebhookEventStatus.PROCESSED
+
+
 def test_replay_gives_a_business_connected_later_its_part_and_nothing_twice(alice, bob, monkeypatch):
     make_account(bob.business, ChannelKind.MESSENGER, BOB_PAGE)
     post_json("messenger", BATCH)
