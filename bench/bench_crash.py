@@ -134,7 +134,8 @@ def _seconds(value: float | None, waited: float) -> float | str | None:
 
 
 def run_case(label: str, extra: dict[str, str], args: argparse.Namespace, *, cap: float) -> dict[str, Any]:
-    with bench_stack(llm_delay=args.llm_delay) as stack, tempfile.TemporaryDirectory() as directory:
+    # The folder outlives the stack, whose exit stops beat (which writes its schedule there).
+    with tempfile.TemporaryDirectory() as directory, bench_stack(llm_delay=args.llm_delay) as stack:
         stack.env.update(extra)
         # The killed worker resets its connections mid-request: no traceback per request.
         stack.llm._server.handle_error = lambda request, client_address: None
