@@ -224,8 +224,8 @@ class Chaos:
     def stop_postgres(self, start: float, outage: float) -> None:
         """Stop PostgreSQL as a crash would (immediate), keep it down `outage` s, start it."""
         with self.lock:
+            stopped = time.monotonic()  # its connections are cut while pg_ctl waits for it
             self.postgres.stop("immediate")
-            stopped = time.monotonic()
             self._log(start, "postgres stopped (immediate)")
             time.sleep(outage)
             self.postgres.start()
