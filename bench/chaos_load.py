@@ -31,6 +31,8 @@ class LoadGen:
         self.posts = 0
         self.retries = 0
         self.bodies: dict[int, bytes] = {}
+        # (monotonic time, status) of every answer that was not a 200: when the errors came.
+        self.failed_at: list[tuple[float, str]] = []
 
     def _session(self):
         import requests
@@ -63,6 +65,8 @@ class LoadGen:
                 if status == "200":
                     self.latencies.append(time.monotonic() - started)
                     self.acked.add(delivery.wamid)
+                else:
+                    self.failed_at.append((time.monotonic(), status))
             if status == "200" or time.monotonic() > deadline:
                 return
             with self.lock:

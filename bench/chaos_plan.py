@@ -15,6 +15,7 @@ import hmac
 import json
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # Every customer text carries a token naming its contact and sequence number;
@@ -58,12 +59,20 @@ class Delivery:
 
 
 def plan_deliveries(
-    *, messages: int, contacts: int, rate: float, duplicate_rate: float = 0.2, seed: int = 1
+    *,
+    messages: int,
+    contacts: int,
+    rate: float,
+    duplicate_rate: float = 0.2,
+    seed: int = 1,
+    waves: Sequence[tuple[float, int]] = (),
 ) -> list[Delivery]:
     """`messages` deliveries at a steady `rate` per second over `contacts` customers.
 
     A `duplicate_rate` share is delivered twice: half of those concurrently,
-    half again 0.5-10 s later (Meta redelivers at least once).
+    half again 0.5-10 s later (Meta redelivers at least once). Each wave `(at, size)`
+    adds `size` messages from as many different customers, all posted at `at`: a
+    crowd of turns in flight at once (numbered after the steady ones).
     """
     rng = random.Random(seed)
     plan = []
@@ -87,6 +96,13 @@ def plan_deliveries(
                 again_after=again_after,
             )
         )
+    seq = messages
+    for at, size in waves:
+        for contact in rng.sample(range(contacts), min(size, contacts)):
+            token = message_token(contact=contact, seq=seq)
+            wamid = f"wamid.chaos.{seed}.{seq}"
+            plan.append(Delivery(at=at, seq=seq, contact=contact, wamid=wamid, text=f"And now {token}"))
+            seq += 1
     return plan
 
 

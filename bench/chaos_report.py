@@ -56,6 +56,14 @@ def table(rows: list[tuple[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _outages(outages: list[dict[str, Any]]) -> str:
+    return "; ".join(
+        f"{o['from_s']}-{o['to_s']} s (down {o['down_s']} s), webhook errors until 30 s after: "
+        + (", ".join(f"{k} = {v}" for k, v in o["webhook_errors_until_30_s_after"].items()) or "none")
+        for o in outages
+    )
+
+
 def report(result: dict[str, Any]) -> str:
     c, load = result["counts"], result["load"]
     rows: list[tuple[str, Any]] = [
@@ -83,7 +91,13 @@ def report(result: dict[str, Any]) -> str:
         ("injected LLM failures", result["faults"]["llm_failures"]),
         ("injected Graph failures", result["faults"]["graph_failures"]),
         ("worker SIGKILLs", result["faults"]["worker_kills"]),
+        (
+            "  turns in flight at each kill",
+            "; ".join(f"{k['t']} s: {k.get('turns', '?')}" for k in result["faults"]["kills_in_flight"]),
+        ),
         ("Redis restarts", result["faults"]["redis_restarts"]),
+        ("PostgreSQL outages", _outages(result["faults"]["postgres_outages"]) or "-"),
+        ("webhook answers other than 200", result["faults"]["webhook_errors"]),
         ("unexpected process restarts", result["faults"]["unexpected_restarts"]),
         ("sweeper runs (re-enqueued)", f"{result['sweeper']['runs']} ({result['sweeper']['requeued']})"),
         ("quiescent after sending", f"{result['quiescent']} ({result['drain_seconds']} s)"),

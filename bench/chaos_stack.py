@@ -19,15 +19,17 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from bench.chaos_invariants import PENDING
-from bench.chaos_support import PYTHON, ROOT, Service, redis_ping, say, wait_until
+from bench.chaos_support import PYTHON, ROOT, Service, db_call, redis_ping, say, wait_until
 
 APP_SECRET = "chaos-app-secret"
 PHONE_NUMBER_ID = "1555000CHAOS"
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/icmp_chaos"
-LLM_TIMEOUT = 3.0
+DEFAULT_DATABASE_NAME = "icmp_chaos"
+# Above the fake LLM's latency (--llm-delay, 1 s) with room for a busy machine.
+LLM_TIMEOUT = 5.0
 
 
 # --- Setup ---------------------------------------------------------------------------------
@@ -104,7 +106,6 @@ def child_env(args: argparse.Namespace, *, redis_port: int, llm_url: str, graph_
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "SECURE_SSL_REDIRECT": "0",
             "DATABASE_URL": args.database_url,
-            "DATABASE_POOL_MAX_SIZE": "3",
             "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             "CACHE_KEY_PREFIX": "icmp-chaos",
             "OPENAI_BASE_URL": llm_url,
@@ -114,8 +115,9 @@ def child_env(args: argparse.Namespace, *, redis_port: int, llm_url: str, graph_
             "META_APP_SECRET": APP_SECRET,
             "META_GRAPH_URL": graph_url,
             "META_GRAPH_VERSION": "v25.0",
-            # Longer than a turn's worst case (3 calls x (1 + retries) x the 3 s timeout,
-            # plus backoff), as the setting requires; short so a killed turn recovers fast.
+            # One business here: its share of the worker is all of it, so a crowd of its
+            # customers can have every thread's turn in flight when the worker is killed.
+            "TURNS_MAX_PER_BUSINESS": str(args.concurrency),
             "TURN_LEASE_SECONDS": "30",
             "SWEEPER_STUCK_AFTER_SECONDS": "30",
             "SWEEPER_QUEUED_AFTER_SECONDS": "30",
@@ -153,14 +155,47 @@ def world_create(*, burst_window: int) -> None:
 # --- Faults and recovery ----------------------------------------------------------------------
 
 
-class Chaos:
-    """Kills the worker and restarts Redis on schedule; restarts anything that died on its own."""
+def in_flight(worker_started_at: float) -> dict[str, int] | None:
+    """Turns the running worker has in flight: conversations whose lease it claimed or renewed
+    (a lease runs TURN_LEASE_SECONDS from then, so one that ends later than that after the
+    worker started is its own, not a killed worker's lease running out). Also the customer
+    messages marked processing (those of killed turns too). None when the database is down."""
+    from datetime import UTC, datetime, timedelta
 
-    def __init__(self, *, worker: Service, redis: Service, web: Service, redis_port: int) -> None:
+    from django.conf import settings
+    from django.db import connections
+    from django.utils import timezone
+
+    from conversations.models import Conversation, Direction, Message, MessageStatus
+
+    started = datetime.fromtimestamp(worker_started_at, tz=UTC)
+    since = max(timezone.now(), started + timedelta(seconds=settings.TURN_LEASE_SECONDS))
+    try:
+        return {
+            "turns": Conversation.objects.filter(turn_lease_until__gt=since).count(),
+            "processing": Message.objects.filter(
+                direction=Direction.IN, status=MessageStatus.PROCESSING
+            ).count(),
+        }
+    except Exception:
+        connections.close_all()
+        return None
+
+
+class Chaos:
+    """Kills the worker, restarts Redis and stops PostgreSQL on schedule; restarts anything
+    that died on its own (and counts it: nothing should)."""
+
+    def __init__(
+        self, *, worker: Service, redis: Service, web: Service, redis_port: int, postgres: Any = None
+    ) -> None:
         self.worker, self.redis, self.web, self.redis_port = worker, redis, web, redis_port
+        self.postgres = postgres  # a bench.chaos_pg.PrivateCluster, or None (no outage)
         self.events: list[dict[str, Any]] = []
         self.kills = 0
+        self.kills_in_flight: list[dict[str, Any]] = []
         self.redis_restarts = 0
+        self.postgres_outages: list[dict[str, float]] = []
         self.unexpected_restarts: Counter[str] = Counter()
         self.lock = threading.Lock()
 
@@ -168,14 +203,41 @@ class Chaos:
         self.events.append({"t": round(time.monotonic() - start, 1), "event": what, **extra})
         say(what + (f" {extra}" if extra else ""))
 
-    def kill_worker(self, start: float, rng: random.Random) -> None:
+    def kill_worker(self, start: float, rng: random.Random, *, crowd: int = 0, wait: float = 20.0) -> None:
+        """SIGKILL the worker's process group; with `crowd`, first wait (up to `wait` s) until
+        that many turns are in flight."""
+        deadline = time.monotonic() + wait
+        flight = in_flight(self.worker.started_at)
+        while crowd and time.monotonic() < deadline and (flight is None or flight["turns"] < crowd):
+            time.sleep(0.2)
+            flight = in_flight(self.worker.started_at)
         with self.lock:
+            flight = in_flight(self.worker.started_at) or flight
             self.worker.kill()
             self.kills += 1
+            self.kills_in_flight.append({"t": round(time.monotonic() - start, 1), **(flight or {})})
             down = round(rng.uniform(0.5, 3.0), 1)
-            self._log(start, "worker SIGKILLed (process group)", down_s=down)
+            self._log(start, "worker SIGKILLed (process group)", down_s=down, in_flight=flight)
             time.sleep(down)
             self.worker.start()
+
+    def stop_postgres(self, start: float, outage: float) -> None:
+        """Stop PostgreSQL as a crash would (immediate), keep it down `outage` s, start it."""
+        with self.lock:
+            stopped = time.monotonic()  # its connections are cut while pg_ctl waits for it
+            self.postgres.stop("immediate")
+            self._log(start, "postgres stopped (immediate)")
+            time.sleep(outage)
+            self.postgres.start()
+            back = time.monotonic()
+            self.postgres_outages.append(
+                {
+                    "from_s": round(stopped - start, 1),
+                    "to_s": round(back - start, 1),
+                    "down_s": round(back - stopped, 1),
+                }
+            )
+            self._log(start, "postgres started again", down_s=round(back - stopped, 1))
 
     def restart_redis(self, start: float) -> None:
         with self.lock:
@@ -195,12 +257,14 @@ class Chaos:
                     self._log(start, f"{service.name} had exited on its own; restarting it")
                     service.start()
 
-    def run(
-        self, start: float, kills_at: list[float], redis_at: float, stop: threading.Event, seed: int
-    ) -> None:
+    def run(self, start: float, faults: Faults, stop: threading.Event, seed: int) -> None:
         rng = random.Random(seed * 101)
-        plan = sorted([(t, "kill") for t in kills_at] + [(redis_at, "redis")])
-        for at, what in plan:
+        plan = [(t, "kill") for t in faults.kills_at] + [(faults.redis_at, "redis")]
+        if faults.crowd_kill_at is not None:
+            plan.append((faults.crowd_kill_at, "crowd kill"))
+        if faults.postgres_at is not None and self.postgres is not None:
+            plan.append((faults.postgres_at, "postgres"))
+        for at, what in sorted(plan):
             while not stop.is_set() and time.monotonic() < start + at:
                 stop.wait(min(1.0, start + at - time.monotonic()))
                 self.supervise(start)
@@ -208,10 +272,27 @@ class Chaos:
                 return
             if what == "kill":
                 self.kill_worker(start, rng)
+            elif what == "crowd kill":
+                self.kill_worker(start, rng, crowd=faults.crowd)
+            elif what == "postgres":
+                self.stop_postgres(start, faults.postgres_outage)
             else:
                 self.restart_redis(start)
         while not stop.wait(1.0):
             self.supervise(start)
+
+
+@dataclass(frozen=True)
+class Faults:
+    """When the run breaks what (seconds from the start)."""
+
+    kills_at: list[float]
+    redis_at: float
+    # One more kill, once `crowd` turns are in flight (a wave of customers is posted before it).
+    crowd_kill_at: float | None = None
+    crowd: int = 0
+    postgres_at: float | None = None
+    postgres_outage: float = 10.0
 
 
 class Sweeper(threading.Thread):
@@ -244,7 +325,7 @@ class Sweeper(threading.Thread):
 def pending_count() -> int:
     from conversations.models import Message
 
-    return Message.objects.filter(status__in=PENDING).count()
+    return db_call(lambda: Message.objects.filter(status__in=PENDING).count())
 
 
 def drain(*, timeout: float, chaos: Chaos, start: float) -> tuple[bool, float]:

@@ -40,6 +40,7 @@ class Service:
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen | None = None
         self.starts = 0
+        self.started_at = 0.0  # wall-clock time of the latest start
         # Once stopped for good, nothing (a supervisor thread) may start it again.
         self.retired = False
 
@@ -54,6 +55,7 @@ class Service:
         )
         log.close()
         self.starts += 1
+        self.started_at = time.time()
         return self
 
     @property
@@ -91,6 +93,23 @@ def wait_until(predicate, *, timeout: float, what: str, interval: float = 0.2) -
             pass
         time.sleep(interval)
     raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def db_call(fn, *, tries: int = 12, pause: float = 1.0):
+    """`fn()`, again on a database error: after the PostgreSQL outage this process's pool still
+    holds connections to the old server, and each fails once before it is dropped."""
+    from django.db import connections
+    from django.db.utils import InterfaceError, OperationalError
+
+    for attempt in range(tries):
+        try:
+            return fn()
+        except (OperationalError, InterfaceError):
+            connections.close_all()
+            if attempt == tries - 1:
+                raise
+            time.sleep(pause)
+    return None
 
 
 def redis_ping(port: int) -> bool:

@@ -1,4 +1,4 @@
-"""`make bench`: the five speed benchmarks, one process each, then a summary table.
+"""`make bench`: the six benchmarks, one process each, then a summary table.
 
 Each benchmark runs in its own process (its own stack, database and Django
 settings) and writes bench/results/<name>.json; this writes
@@ -25,7 +25,7 @@ from typing import Any
 from bench.loadgen import RESULTS_DIR, result_write, table_print
 from bench.stack import ROOT
 
-BENCHES = ("ingest", "turn_latency", "turn_cost", "scale", "burst")
+BENCHES = ("ingest", "turn_latency", "turn_cost", "scale", "burst", "crash")
 
 
 def _command(name: str, args: argparse.Namespace) -> list[str]:
@@ -35,6 +35,7 @@ def _command(name: str, args: argparse.Namespace) -> list[str]:
         "turn_cost": "bench.bench_turn_cost",
         "scale": "bench.bench_scale",
         "burst": "bench.bench_burst",
+        "crash": "bench.bench_crash",
     }[name]
     command = [sys.executable, "-m", module]
     if name == "ingest":
@@ -52,6 +53,8 @@ def _command(name: str, args: argparse.Namespace) -> list[str]:
         command += ["--requests", "5" if args.quick else "15"]
     elif name == "burst":
         command += ["--customers", "40" if args.quick else "200"]
+    elif name == "crash" and args.quick:
+        command += ["--customers", "40", "--no-baseline", "--watch", "60"]
     return command
 
 

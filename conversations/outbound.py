@@ -46,8 +46,9 @@ logger = logging.getLogger(__name__)
 
 MAX_SEND_ATTEMPTS = 6
 BACKOFF_BASE_SECONDS = 2.0
-# Well below the Redis visibility timeout (1 h): a longer countdown would run twice.
-BACKOFF_MAX_SECONDS = 300.0
+# Meta's longest suggested wait (rate limits: 60 s). Not above BROKER_MAX_COUNTDOWN_SECONDS,
+# which caps countdowns below the broker's visibility timeout (icmp/settings.py).
+BACKOFF_MAX_SECONDS = 60.0
 
 
 @dataclass(frozen=True)

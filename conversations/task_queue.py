@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
 
 from conversations.embedded import embedded_runner
@@ -35,7 +36,13 @@ def _task(name: str):
 
 
 def enqueue_now(name: str, *args: Any, countdown: float | None = None) -> None:
-    """Hand the task to the broker (or the embedded runner) now; never raises for a broker outage."""
+    """Hand the task to the broker (or the embedded runner) now; never raises for a broker outage.
+
+    A countdown is capped at BROKER_MAX_COUNTDOWN_SECONDS, below the broker's visibility
+    timeout: a task woken early (a long burst window) checks again and waits the rest.
+    """
+    if countdown:
+        countdown = min(countdown, settings.BROKER_MAX_COUNTDOWN_SECONDS)
     task = _task(name)
     runner = embedded_runner()
     if runner is not None:

@@ -155,7 +155,18 @@ CELERY_TASK_ACKS_LATE = True
 # counter on the row caps poison tasks (Redis keeps no redelivery count).
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# A killed worker's unacknowledged tasks return to the queue once delivered longer ago than
+# the visibility timeout; each worker looks every 5 s (kombu >= 5.7). Safe: every task claims
+# its work, and conversations.task_queue caps countdowns at BROKER_MAX_COUNTDOWN_SECONDS, leaving a task
+# the rest of the timeout to run before a copy of it is made (README, "The worker").
+BROKER_MAX_COUNTDOWN_SECONDS = 60
+BROKER_VISIBILITY_TIMEOUT_SECONDS = env.int("BROKER_VISIBILITY_TIMEOUT_SECONDS", default=120)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": BROKER_VISIBILITY_TIMEOUT_SECONDS,
+    "unacked_restore_interval": 5,
+    "unacked_restore_throttle": 1,
+    "unacked_mutex_expire": 30,  # how long a worker killed mid-restore holds the restore lock
+}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -191,9 +202,9 @@ SWEEPER_QUEUED_AFTER_SECONDS = env.int("SWEEPER_QUEUED_AFTER_SECONDS", default=1
 SWEEPER_SENDING_UNKNOWN_AFTER_SECONDS = env.int("SWEEPER_SENDING_UNKNOWN_AFTER_SECONDS", default=900)
 # The sweeper re-enqueues work a lost task left behind (see conversations/sweeper.py).
 SWEEPER_INTERVAL_SECONDS = env.float("SWEEPER_INTERVAL_SECONDS", default=15.0)
-CELERY_BEAT_SCHEDULE = {
-    "sweep-stuck-messages": {"task": "conversations.sweep", "schedule": SWEEPER_INTERVAL_SECONDS},
-}
+# A sweep queued while no worker ran expires instead of running after newer ones.
+_sweep = {"task": "conversations.sweep", "options": {"expires": SWEEPER_INTERVAL_SECONDS}}
+CELERY_BEAT_SCHEDULE = {"sweep-stuck-messages": {**_sweep, "schedule": SWEEPER_INTERVAL_SECONDS}}
 
 # --- Auth, i18n, static --------------------------------------------------------
 

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import OperationalError, transaction
 
 from channels_app.adapters import get_adapter
 from channels_app.adapters.base import (
@@ -234,6 +234,8 @@ def batch_apply(*, channel: str, payload: Any, scope: ChannelAccount | None) -> 
             # One savepoint per business: one tenant's broken item never costs another's.
             with transaction.atomic():
                 _part_apply(part)
+        except OperationalError:
+            raise  # transient (a deadlock, the database gone): not this business's failure
         except Exception as exc:
             logger.exception(
                 "webhook items could not be applied",

@@ -8,7 +8,9 @@ unique, so applying an event twice stores nothing twice. The apply holds the
 event's row lock (`SKIP LOCKED`), so a duplicate task skips an event another
 worker is applying, and a worker killed mid-apply rolls back to `received`,
 which the sweeper re-enqueues. A bug while applying leaves the event `failed`
-for `manage.py replay_webhooks`.
+for `manage.py replay_webhooks`; a failure that trying again can cure (the
+database gone, a deadlock) is not recorded at all: the apply rolls back, the
+event stays `received`, and the sweeper hands it to a worker again.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -93,6 +95,8 @@ def _event_apply(event: WebhookEvent, *, scope: ChannelAccount | None) -> EventA
         with transaction.atomic():
             applied = batch_apply(channel=event.channel, payload=parse_json(event.body), scope=scope)
             parts_save(event, applied)
+    except OperationalError:
+        raise  # transient: the whole apply rolls back and the event stays received
     except Exception as exc:
         logger.exception(
             "webhook event could not be applied",

@@ -168,3 +168,34 @@ def test_the_burst_goals_read_the_production_workers_figures():
     import os
 
     assert group_rss_mb(os.getpgid(0)) > 0
+
+
+def test_the_crash_goal_wants_everyone_answered_once_in_time_and_ratios_bound_a_capped_baseline():
+    from bench.bench_crash import _met, _ratios, _seconds
+
+    def case(**figures):
+        base = {
+            "customers": 100,
+            "answered": 100,
+            "answered_twice": 0,
+            "kill_to_last_reply_s": 44.0,
+            "wait_p50_s": 19.2,
+            "wait_p99_s": 48.5,
+            "watched_s_after_kill": 150.0,
+        }
+        return base | figures
+
+    assert _met(case())
+    assert not _met(case(answered=99, kill_to_last_reply_s=None))
+    assert not _met(case(answered_twice=1))
+    assert not _met(case(kill_to_last_reply_s=121.0))
+    # A baseline that had not answered everyone by its cap gives lower bounds.
+    before = case(answered=73, kill_to_last_reply_s=None, wait_p50_s=175.4, wait_p99_s="> 248")
+    before["watched_s_after_kill"] = 240.1
+    assert _ratios(before, case()) == {
+        "kill_to_last_reply_ratio": "> 5.5",
+        "wait_p50_ratio": "9.1",
+        "wait_p99_ratio": "> 5.1",
+    }
+    assert _seconds(float("inf"), 248.0) == "> 248" and _seconds(19.234, 248.0) == 19.2
+    assert "crash" in run_all.BENCHES

@@ -52,6 +52,19 @@ def test_the_plan_is_deterministic_steady_and_duplicates_about_a_fifth():
     assert all(tokens_in(d.text) == [f"c{d.contact}m{d.seq}"] for d in plan)
 
 
+def test_a_wave_adds_that_many_customers_writing_at_once_after_the_steady_plan():
+    steady = plan_deliveries(messages=300, contacts=100, rate=10, seed=3)
+    plan = plan_deliveries(messages=300, contacts=100, rate=10, seed=3, waves=[(12.5, 80)])
+
+    assert plan[:300] == steady
+    wave = plan[300:]
+    assert len(wave) == 80 and {d.at for d in wave} == {12.5}
+    assert len({d.contact for d in wave}) == 80  # one message from each of 80 customers
+    assert [d.seq for d in wave] == list(range(300, 380))
+    assert len({d.wamid for d in plan}) == 380
+    assert all(tokens_in(d.text) == [f"c{d.contact}m{d.seq}"] and d.duplicate is None for d in wave)
+
+
 def test_a_planned_body_is_one_whatsapp_text_message_with_a_signature_the_webhook_accepts():
     adapter = WhatsAppAdapter()
     delivery = plan_deliveries(messages=1, contacts=1, rate=1, seed=9)[0]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.test import Client
+from django.test import Client, TestCase
+from django.utils import timezone
 
 from businesses.services import membership_add
 from channels_app.models import ChannelKind, WebhookEvent, WebhookEventPart, WebhookEventStatus
@@ -155,6 +157,51 @@ def test_one_businesss_broken_item_costs_neither_the_other_business_nor_the_even
     assert event.status == WebhookEventStatus.PROCESSED
     assert event.parts.get(business=alice.business).status == "processed"
     assert Message.objects.filter(external_id__in=["m_alice_1", "m_bob_1"]).count() == 2
+
+
+@pytest.mark.parametrize("where", ["items", "parts"])
+def test_a_transient_database_error_leaves_the_whole_event_for_the_sweeper(
+    alice, bob, pages, monkeypatch, where, settings
+):
+    """A deadlock or a lost connection is not a broken item: recorded as a failed part, the
+    event would wait for a person to replay it. The apply rolls back instead, the event stays
+    `received`, and the sweeper hands it to a worker again."""
+    from django.db import OperationalError
+
+    from conversations.inbound import batches, webhooks
+    from conversations.sweeper import messages_sweep
+
+    real_apply, real_save = batches.inbound_item_apply, webhooks.parts_save
+
+    def deadlocked_for_alice(*, account, item):
+        if account.pk == pages["alice"].pk:
+            raise OperationalError("deadlock detected")
+        return real_apply(account=account, item=item)
+
+    def connection_lost(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    if where == "items":
+        monkeypatch.setattr(batches, "inbound_item_apply", deadlocked_for_alice)
+    else:
+        monkeypatch.setattr(webhooks, "parts_save", connection_lost)
+    assert post_json("messenger", BATCH).status_code == 200  # the event is stored
+
+    event = last_event()
+    assert (event.status, event.attempts, event.error) == (WebhookEventStatus.RECEIVED, 0, "")
+    assert not event.parts.exists()
+    assert not Message.objects.filter(external_id__in=["m_alice_1", "m_bob_1"]).exists()
+
+    monkeypatch.setattr(batches, "inbound_item_apply", real_apply)
+    monkeypatch.setattr(webhooks, "parts_save", real_save)
+    WebhookEvent.objects.filter(pk=event.pk).update(
+        updated_at=timezone.now() - timedelta(seconds=settings.SWEEPER_EVENT_AFTER_SECONDS + 1)
+    )
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert messages_sweep()["events"] == 1
+    assert Message.objects.filter(external_id__in=["m_alice_1", "m_bob_1"]).count() == 2
+    event.refresh_from_db()
+    assert event.status == WebhookEventStatus.PROCESSED
 
 
 def test_replay_gives_a_business_connected_later_its_part_and_nothing_twice(alice, bob, monkeypatch):

@@ -117,8 +117,8 @@ def worker_env(postgres_only, broker_mode, fake_llm, fake_graph):
     }
     workers: list[Worker] = []
 
-    def spawn() -> Worker:
-        worker = Worker(env).start()
+    def spawn(**extra: str) -> Worker:
+        worker = Worker({**env, **extra}).start()
         workers.append(worker)
         return worker
 
@@ -201,3 +201,26 @@ def test_a_worker_killed_mid_turn_loses_nothing_and_answers_once(
     assert inbound.status == MessageStatus.ANSWERED
     assert inbound.attempts == 2
     assert Message.objects.filter(external_id="wamid.worker.2").count() == 1
+
+
+def test_a_killed_workers_task_is_handed_back_by_the_broker_without_the_sweeper(
+    tenant, worker_env, fake_llm, fake_graph
+):
+    # A short visibility timeout, so the test need not wait the production 120 s; the
+    # restore cadence (every 5 s) is the production one. No sweeper runs in this test.
+    fast = {"BROKER_VISIBILITY_TIMEOUT_SECONDS": "4"}
+    fake_llm.on("selection", Reply.slow(30, json_content={"stage": "general"}))
+    fake_llm.on("response", {"reply": "Handed back!", "quick_replies": []})
+    first = worker_env(**fast)
+    _post_text(tenant, "wamid.worker.3", "Still there?")
+
+    _wait_for(lambda: fake_llm.requests, what="the turn to reach the LLM")
+    first.kill()
+    worker_env(**fast)
+
+    # Back after the timeout, it waits out the dead turn's lease (3 s) and answers.
+    _wait_for(lambda: _text_sends(fake_graph), timeout=45, what="the reply of the handed-back task")
+    time.sleep(1.0)  # a duplicate send would show up here
+    assert _text_sends(fake_graph) == ["Handed back!"]
+    inbound = Message.objects.get(external_id="wamid.worker.3")
+    assert inbound.status == MessageStatus.ANSWERED
