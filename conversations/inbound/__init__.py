@@ -8,6 +8,7 @@ nothing. A bug while applying rolls back only the effects, and the event stays
 `failed` for `manage.py replay_webhooks`.
 """
 
+from conversations.inbound.cleaning import parse_json
 from conversations.inbound.contacts import contact_identity_update, contact_resolve, contact_upsert
 from conversations.inbound.receipts import status_update_apply
 from conversations.inbound.storing import (
@@ -19,7 +20,6 @@ from conversations.inbound.storing import (
 )
 from conversations.inbound.webhooks import (
     EventApplied,
-    parse_json,
     webhook_event_apply,
     webhook_event_replay,
     webhook_event_store,

@@ -24,7 +24,7 @@ from channels_app.adapters.base import (
     StatusUpdate,
 )
 from channels_app.models import ChannelAccount, WebhookEvent, WebhookEventPart, WebhookEventPartStatus
-from conversations.inbound.cleaning import ERROR_MAX, NOTES_SHOWN, clean_str
+from conversations.inbound.cleaning import ERROR_MAX, NOTES_SHOWN, clean_str, parse_json
 from conversations.inbound.contacts import contact_identity_update
 from conversations.inbound.receipts import status_update_apply
 from conversations.inbound.storing import Outcome, inbound_item_apply
@@ -266,3 +266,23 @@ def parts_save(event: WebhookEvent, applied: Applied) -> None:
                 "error": notes_summary([part.failure, *part.notes] if part.failure else part.notes),
             },
         )
+
+
+def pending_conversations_of(event: WebhookEvent) -> list[uuid.UUID]:
+    """Conversations whose customer messages from `event` are stored but not answered yet.
+
+    `processing` counts: a turn that died with the worker left them so (its lease runs out).
+    """
+    try:
+        batch = get_adapter(event.channel).parse(parse_json(event.body))
+    except ValueError:
+        return []
+    external_ids = {item.external_id for item in batch.messages if item.external_id}
+    if not external_ids:
+        return []
+    waiting = Message.objects.filter(
+        channel_account__kind=event.channel,
+        external_id__in=external_ids,
+        status__in=(MessageStatus.RECEIVED, MessageStatus.PROCESSING),
+    ).values_list("conversation_id", flat=True)
+    return list(dict.fromkeys(waiting))

@@ -22,7 +22,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from channels_app.adapters import get_adapter
 from channels_app.models import ChannelAccount
-from conversations.inbound.webhooks import parse_json, webhook_event_store
+from conversations.inbound.cleaning import parse_json
+from conversations.inbound.webhooks import webhook_event_store
 from icmp.errors import error_response
 
 logger = logging.getLogger(__name__)

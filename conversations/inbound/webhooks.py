@@ -16,7 +16,6 @@ event stays `received`, and the sweeper hands it to a worker again.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,25 +27,10 @@ from django.utils import timezone
 
 from channels_app.models import ChannelAccount, WebhookEvent, WebhookEventStatus
 from conversations import task_queue
-from conversations.inbound.batches import batch_apply, parts_save
-from conversations.inbound.cleaning import ERROR_MAX, clean_json, clean_str
-from icmp import strict_json
+from conversations.inbound.batches import batch_apply, parts_save, pending_conversations_of
+from conversations.inbound.cleaning import ERROR_MAX, clean_str, parse_json
 
 logger = logging.getLogger(__name__)
-
-# Only JSON escapes can bring NUL or a lone surrogate into a decoded string.
-_MAY_NEED_CLEANING = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
-
-
-def parse_json(text: str) -> Any:
-    """Strict JSON (icmp.strict_json): no NaN or Infinity, no nesting past its limit.
-
-    Lone surrogates are kept, not refused (a user's broken emoji can reach Meta's
-    payload), but cleaned with NUL characters here, once, so routing and look-ups
-    query with the same strings storing writes. Raises ValueError.
-    """
-    payload = strict_json.loads(text, allow_lone_surrogates=True)
-    return clean_json(payload) if _MAY_NEED_CLEANING.search(text) else payload
 
 
 @dataclass
@@ -133,19 +117,20 @@ def _scope(event: WebhookEvent) -> ChannelAccount | None:
 
 
 def webhook_event_apply(*, event_id: Any) -> EventApplied:
-    """Apply a stored event that no one has applied yet; a no-op for any other.
+    """Apply a stored event that no one has applied yet.
 
     Returns the conversations to process; the caller runs or enqueues their turns
-    after this commits.
+    after this commits. An event another worker holds right now gives `event=None`.
+    An event applied before (its task handed back after a worker died between the
+    apply and the turn, or a sweeper copy) is not applied again: it gives the
+    conversations whose messages from it still wait for a turn.
     """
     with transaction.atomic():
-        event = (
-            WebhookEvent.objects.select_for_update(skip_locked=True)
-            .filter(pk=event_id, status=WebhookEventStatus.RECEIVED)
-            .first()
-        )
-        if event is None:  # applied already, or being applied by another worker right now
+        event = WebhookEvent.objects.select_for_update(skip_locked=True).filter(pk=event_id).first()
+        if event is None:  # being applied by another worker right now (or gone)
             return EventApplied(event=None)
+        if event.status != WebhookEventStatus.RECEIVED:
+            return EventApplied(event=event, conversation_ids=pending_conversations_of(event))
         return _event_apply(event, scope=_scope(event))
 
 

@@ -190,4 +190,32 @@ def test_a_duplicate_apply_skips_an_event_another_worker_holds(accounts):
         thread.join(timeout=10)
     applied = webhook_event_apply(event_id=event.pk)
     assert applied.event is not None and applied.event.status == WebhookEventStatus.PROCESSED
-    assert webhook_event_apply(event_id=event.pk).event is None  # and never twice
+    webhook_event_apply(event_id=event.pk)
+    event.refresh_from_db()
+    assert event.attempts == 1  # and never twice
+
+
+@pytest.mark.django_db
+def test_a_handed_back_apply_task_of_an_applied_event_still_starts_the_waiting_turn(accounts, enqueued):
+    """The worker died after the apply committed and before the turn: the broker hands the task
+    back, the event is not applied twice, and its waiting conversation gets its turn."""
+    from conversations.tasks import apply_webhook_event
+
+    with TestCase.captureOnCommitCallbacks():  # the first worker's task: applied, then it died
+        raw_post("whatsapp", "text")
+    event = last_event()
+    webhook_event_apply(event_id=event.pk)
+    message = Message.objects.get(channel_account=accounts["whatsapp"])
+    assert message.status == MessageStatus.RECEIVED and enqueued == []
+
+    assert apply_webhook_event(str(event.pk)) == WebhookEventStatus.PROCESSED  # the handed-back copy
+
+    assert enqueued == [message.conversation_id]
+    event.refresh_from_db()
+    assert event.attempts == 1  # applied once
+    assert Message.objects.filter(channel_account=accounts["whatsapp"]).count() == 1
+
+    message.status = MessageStatus.ANSWERED
+    message.save(update_fields=["status"])
+    apply_webhook_event(str(event.pk))
+    assert enqueued == [message.conversation_id]  # nothing waits any more: no turn
