@@ -176,6 +176,10 @@ LLM_SLOT_WAIT_SECONDS = env.float("LLM_SLOT_WAIT_SECONDS", default=60.0)
 # most this long, however slow the LLM. The renewal interval must stay well below it.
 TURN_LEASE_SECONDS = env.int("TURN_LEASE_SECONDS", default=30)
 TURN_LEASE_RENEW_SECONDS = env.float("TURN_LEASE_RENEW_SECONDS", default=TURN_LEASE_SECONDS / 3)
+# A business's stages, templates, AI settings and agents, as a turn reads them, are cached
+# (the default cache) under its config version, which every edit bumps; the entries also
+# expire after this long, for edits made behind the ORM's back. 0 turns the cache off.
+TURN_CONFIG_CACHE_SECONDS = env.int("TURN_CONFIG_CACHE_SECONDS", default=600)
 # A customer message this old with no turn running has lost its task: re-enqueued.
 SWEEPER_STUCK_AFTER_SECONDS = env.int("SWEEPER_STUCK_AFTER_SECONDS", default=30)
 # A reply queued this long ago without a send has lost its task (longer than the
