@@ -2,7 +2,10 @@
 
 The row exists (status `queued`) before any HTTP call. `message_send` claims it
 with a conditional UPDATE (queued → sending), so a redelivered or retried task
-never sends a message twice after a recorded success. Transient provider
+never sends a message twice after a recorded success. A turn's reply is stored
+already claimed (`sending`) in the turn's own transaction, which has just
+checked under the conversation's row lock that the AI is not paused, and is
+sent by this process right after commit, from memory: one query, the mark. Transient provider
 errors put it back to `queued` for a retry with capped exponential backoff;
 permanent ones mark it failed with Meta's code and text and flag the
 conversation for staff.
@@ -15,6 +18,7 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any
 
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -74,13 +78,18 @@ def message_outbound_create(
     announces_handoff: bool = False,
     enqueue: bool = True,
     send_inline: bool = False,
+    touch_conversation: bool = True,
 ) -> Message:
     """Store an outbound message (queued) and send it after the transaction commits.
 
     `announces_handoff` marks the AI's last reply of a turn that hands the
     conversation to staff: it is sent although that handoff pauses the AI.
     `send_inline` sends right after commit in this process (a turn's reply: no
-    second trip through the broker); the send task stays the retry path.
+    second trip through the broker): the row is stored claimed (`sending`), so
+    call it in the transaction that checked the AI is not paused, with
+    `conversation` read with its channel account, contact and business (and the
+    business's `ai_settings` set); the send task stays the retry path.
+    `touch_conversation=False`: the caller sets `last_message_at` itself.
     """
     now = timezone.now()
     payload: dict[str, Any] = {}
@@ -97,23 +106,30 @@ def message_outbound_create(
         type=MessageType.TEXT,
         text=text,
         payload=payload,
-        status=MessageStatus.QUEUED,
+        # A reply sent inline is claimed by this process as it is stored.
+        status=MessageStatus.SENDING if send_inline else MessageStatus.QUEUED,
+        attempts=1 if send_inline else 0,
         status_changed_at=now,
         sent_by=sent_by,
         stage=stage,
     )
-    Conversation.objects.filter(pk=conversation.pk).update(last_message_at=now)
+    if touch_conversation:
+        Conversation.objects.filter(pk=conversation.pk).update(last_message_at=now)
     if send_inline:
-        message_send_after_commit(message_id=message.pk)
+        message.conversation, message.channel_account = conversation, conversation.channel_account
+        transaction.on_commit(lambda: message_send_claimed(message=message))
     elif enqueue:
         message_send_enqueue(message_id=message.pk)
     return message
 
 
-def message_send_after_commit(*, message_id) -> None:
-    """Send in this process once the row is committed. The claim in message_send
-    keeps it at most once; a transient failure schedules the task to retry."""
-    task_queue.run_after_commit(task_queue.SEND_MESSAGE, str(message_id))
+def message_send_claimed(*, message: Message) -> SendOutcome:
+    """Send a reply this process stored claimed, once committed; a transient failure
+    schedules the send task to retry (as the task itself would)."""
+    outcome = message_send(message_id=message.pk, claimed=message)
+    if outcome.retry_in is not None and not task_queue.runs_in_request():
+        task_queue.enqueue_now(task_queue.SEND_MESSAGE, str(message.pk), countdown=outcome.retry_in)
+    return outcome
 
 
 def message_send_enqueue(*, message_id, countdown: float | None = None) -> None:
@@ -150,28 +166,40 @@ def _mark(message_id, *, from_status: str | None = None, **fields: Any) -> int:
     return qs.update(status_changed_at=timezone.now(), **fields)
 
 
-def message_send(*, message_id) -> SendOutcome:
-    """Claim and send one outbound message. Returns what happened (and when to retry)."""
-    claimed = _mark(
-        message_id, from_status=MessageStatus.QUEUED, status=MessageStatus.SENDING, attempts=F("attempts") + 1
-    )
-    if not claimed:
-        return SendOutcome(status="not_claimed")
-    message = Message.objects.select_related(
-        "conversation__contact", "conversation__business__ai_settings", "channel_account"
-    ).get(pk=message_id)
+def message_send(*, message_id, claimed: Message | None = None) -> SendOutcome:
+    """Claim and send one outbound message. Returns what happened (and when to retry).
+
+    `claimed`: the message as this process stored it, already claimed (`send_inline`).
+    """
+    if claimed is None:
+        taken = _mark(
+            message_id,
+            from_status=MessageStatus.QUEUED,
+            status=MessageStatus.SENDING,
+            attempts=F("attempts") + 1,
+        )
+        if not taken:
+            return SendOutcome(status="not_claimed")
+        # Read after the claim: the conversation's AI mode as it is now.
+        message = Message.objects.select_related(
+            "conversation__contact", "conversation__business__ai_settings", "channel_account"
+        ).get(pk=message_id)
+        # A staff takeover after the reply was written makes the AI's reply obsolete.
+        if (
+            message.author == Author.AI
+            and not message.payload.get("announces_handoff")
+            and message.conversation.ai_mode == AIMode.PAUSED
+        ):
+            _mark(
+                message_id,
+                status=MessageStatus.CANCELLED,
+                error="Not sent: the AI was paused before sending.",
+            )
+            return SendOutcome(status=MessageStatus.CANCELLED)
+    else:
+        message = claimed
     conversation = message.conversation
     account = message.channel_account
-
-    # A staff takeover after the reply was written makes the AI's reply obsolete.
-    if (
-        message.author == Author.AI
-        and not message.payload.get("announces_handoff")
-        and Conversation.objects.filter(pk=conversation.pk).values_list("ai_mode", flat=True).first()
-        == AIMode.PAUSED
-    ):
-        _mark(message_id, status=MessageStatus.CANCELLED, error="Not sent: the AI was paused before sending.")
-        return SendOutcome(status=MessageStatus.CANCELLED)
 
     if not account.is_active:
         return _fail(message, SendError("inactive", "The channel account is inactive.", permanent=True))
