@@ -99,28 +99,45 @@ def lease_release(conversation_id, token: uuid.UUID) -> None:
     )
 
 
-def _nothing_else_pending(pending_ids: list[Any]) -> RawSQL:
-    """SQL true when the conversation (the row being updated) has no pending customer message
-    but these. Written out from the models' names: the ORM's Exists costs a turn milliseconds
-    of CPU to compile, more than the rest of its UPDATE."""
+def pending_sql(conversation: str, params: list[Any]) -> tuple[str, list[Any]]:
+    """`FROM … WHERE …` of a conversation's pending customer messages (alias `m`), with its
+    parameters; `conversation` is the SQL of its id (a column or a placeholder in `params`).
+
+    Written out from the models' names: the ORM's subqueries cost a turn milliseconds of CPU
+    to compile, more than the rest of its statements.
+    """
     qn = connection.ops.quote_name
-    table, message = qn(Conversation._meta.db_table), Message._meta
+    meta = Message._meta
     column = {
-        name: qn(message.get_field(name).column)
-        for name in ("id", "conversation", "direction", "author", "status")
+        name: qn(meta.get_field(name).column) for name in ("conversation", "direction", "author", "status")
     }
-    ids = [message.pk.get_db_prep_value(pk, connection) for pk in pending_ids]
-    conversation_id = f"{table}.{qn('id')}"
-    # Names from the models, values as parameters.
     sql = (
-        f"NOT EXISTS (SELECT 1 FROM {qn(message.db_table)} m"  # noqa: S608
-        f" WHERE m.{column['conversation']} = {conversation_id}"
+        f"FROM {qn(meta.db_table)} m WHERE m.{column['conversation']} = {conversation}"
         f" AND m.{column['direction']} = %s AND m.{column['author']} = %s"
         f" AND m.{column['status']} IN ({', '.join(['%s'] * len(PENDING_STATUSES))})"
-        f" AND m.{column['id']} NOT IN ({', '.join(['%s'] * len(ids))}))"
     )
-    params = [Direction.IN, Author.CUSTOMER, *PENDING_STATUSES, *ids]
-    return RawSQL(sql, params, output_field=models.BooleanField())  # noqa: S611
+    return sql, [*params, Direction.IN, Author.CUSTOMER, *PENDING_STATUSES]
+
+
+def message_column(name: str) -> str:
+    """A column of the message table, quoted, for `pending_sql`'s alias `m`."""
+    return f"m.{connection.ops.quote_name(Message._meta.get_field(name).column)}"
+
+
+def db_value(model: type[models.Model], field: str, value: Any) -> Any:
+    """`value` as the database takes it for `model.field` (a UUID on SQLite is text)."""
+    return model._meta.get_field(field).get_db_prep_value(value, connection)
+
+
+def _nothing_else_pending(pending_ids: list[Any]) -> RawSQL:
+    """SQL true when the conversation (the row being updated) has no pending customer message
+    but these."""
+    qn = connection.ops.quote_name
+    sql, params = pending_sql(f"{qn(Conversation._meta.db_table)}.{qn('id')}", [])
+    ids = [db_value(Message, "id", pk) for pk in pending_ids]
+    placeholders = ", ".join(["%s"] * len(ids))
+    sql = f"NOT EXISTS (SELECT 1 {sql} AND {message_column('id')} NOT IN ({placeholders}))"
+    return RawSQL(sql, [*params, *ids], output_field=models.BooleanField())  # noqa: S611
 
 
 def lease_release_when_idle(*, pending_ids: list[Any]) -> dict[str, Any]:

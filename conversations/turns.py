@@ -27,10 +27,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import models, transaction
-from django.db.models import Case, Exists, F, Subquery, Value, When
+from django.db.models import Case, F, Value, When
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from businesses.models import AIControlSettings
+from businesses.models import AIControlSettings, Business
 from conversations import task_queue
 from conversations.llm.client import llm_configured
 from conversations.llm.errors import LLMUnavailable
@@ -49,9 +50,12 @@ from conversations.staff_flags import conversation_flag_for_staff
 from conversations.turn_lease import (
     PENDING_STATUSES,
     LeaseHeartbeat,
+    db_value,
     lease_claim,
     lease_release,
     lease_release_when_idle,
+    message_column,
+    pending_sql,
 )
 from conversations.turn_slots import business_turn_slot
 from icmp.returning import update_returning
@@ -106,12 +110,14 @@ def _claim(conversation_id, *, quiet_since=None) -> list[Message]:
     `quiet_since`: claim only when no pending message is newer (the burst window is over).
     Messages past the attempts cap are given up here (a rare second UPDATE), as a turn would.
     """
-    oldest = _pending_messages(conversation_id).order_by("created_at", "id").values("id")
-    claimable = Message.objects.filter(id__in=Subquery(oldest[:MAX_MESSAGES_PER_TURN]))
+    pending, params = pending_sql("%s", [db_value(Message, "conversation", conversation_id)])
+    order = f"{message_column('created_at')}, {message_column('id')}"
+    oldest = f"SELECT {message_column('id')} {pending} ORDER BY {order} LIMIT {MAX_MESSAGES_PER_TURN}"
+    claimable = Message.objects.filter(id__in=RawSQL(oldest, params))  # noqa: S611
     if quiet_since is not None:
-        claimable = claimable.exclude(
-            Exists(_pending_messages(conversation_id).filter(created_at__gt=quiet_since))
-        )
+        newer = f"NOT EXISTS (SELECT 1 {pending} AND {message_column('created_at')} > %s)"
+        since = db_value(Message, "created_at", quiet_since)
+        claimable = claimable.filter(RawSQL(newer, [*params, since], output_field=models.BooleanField()))  # noqa: S611
     claimed = update_returning(
         claimable,
         returning=_CLAIMED_FIELDS,
@@ -190,8 +196,9 @@ def _turns_run(
         if conversation is None:
             return TurnOutcome(status="gone", turns=turns), False
         config = turn_config_get(business=conversation.business)
-        # The send of the reply reads the settings from the business (its WhatsApp window template).
-        conversation.business.ai_settings = config.ai_settings
+        # The send of the reply reads the settings from the business (its WhatsApp window
+        # template): cached on it, without touching the shared config.
+        Business.ai_settings.related.set_cached_value(conversation.business, config.ai_settings)
         window = config.ai_settings.burst_window_seconds if config.ai_settings and wait_for_burst else 0
         now = timezone.now()
         pending = _claim(conversation.pk, quiet_since=now - timedelta(seconds=window) if window else None)

@@ -17,13 +17,16 @@ cache a turn's context costs one query, the history.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -31,6 +34,7 @@ from businesses.models import Agent, AIControlSettings, Business
 from conversations.models import Author, Conversation, Direction, LLMCall, Message, MessageStatus, MessageType
 from conversations.pipeline.context import (
     MAX_MESSAGE_CHARS,
+    MESSAGE_OVERHEAD_TOKENS,
     AgentInfo,
     BudgetInfo,
     ChatMessage,
@@ -179,27 +183,56 @@ def _turn_config_read(business: Business) -> TurnConfig:
     )
 
 
+# Recently used configs of this process, by cache key: no round trip to the cache and no
+# unpickling on most turns. The key names the version, so this is as fresh as the cache.
+_LOCAL_MAX = 256
+_local: OrderedDict[str, tuple[float, TurnConfig]] = OrderedDict()
+_local_lock = threading.Lock()
+
+
+def _local_get(key: str) -> TurnConfig | None:
+    with _local_lock:
+        entry = _local.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        _local.move_to_end(key)
+        return entry[1]
+
+
+def _local_put(key: str, config: TurnConfig, seconds: float) -> None:
+    with _local_lock:
+        _local[key] = (time.monotonic() + seconds, config)
+        _local.move_to_end(key)
+        while len(_local) > _LOCAL_MAX:
+            _local.popitem(last=False)
+
+
 def turn_config_get(*, business: Business) -> TurnConfig:
     """The business's `TurnConfig` for its current `config_version` (as read with `business`).
 
-    From the Django cache (Redis in production) when there; read and stored
-    otherwise. A cache that is down only costs the four queries.
+    From this process's recent configs, else the Django cache (Redis in
+    production), else read (four queries) and stored in both. A cache that is
+    down only costs the reads. Treat it as read-only: it is shared by threads.
     """
     seconds = settings.TURN_CONFIG_CACHE_SECONDS
     if not seconds:
         return _turn_config_read(business)
     key = CONFIG_CACHE_KEY.format(business_id=business.pk, version=business.config_version)
+    config = _local_get(key)
+    if config is not None:
+        return config
     try:
         config = cache.get(key)
     except Exception:  # the cache is away: read the rows
         logger.warning("turn config cache unavailable", exc_info=True)
-        return _turn_config_read(business)
+        config = None
     if config is None:
         config = _turn_config_read(business)
         try:
             cache.set(key, config, seconds)
         except Exception:
             logger.warning("turn config not cached", exc_info=True)
+    _local_put(key, config, seconds)
     return config
 
 
@@ -232,6 +265,12 @@ def agent_info_build(agent: Agent | None) -> AgentInfo:
     )
 
 
+def history_fetch_limit(token_budget: int) -> int:
+    """Messages worth reading for a history of `token_budget` tokens: no message costs less
+    than its overhead and one token, so more could never fit."""
+    return max(1, min(HISTORY_FETCH_LIMIT, token_budget // (MESSAGE_OVERHEAD_TOKENS + 1) + 1))
+
+
 def turn_conversation_get(*, conversation_id: Any) -> Conversation:
     """The conversation with the rows `turn_context_build` reads from it: one query."""
     return Conversation.objects.select_related("business", "channel_account", "contact").get(
@@ -261,18 +300,23 @@ def turn_context_build(
         current = next((s for s in stages if s.is_initial), stages[0] if stages else None)
 
     pending = sorted(messages, key=lambda m: (m.created_at, m.id))
-    earlier = (
-        Message.objects.filter(conversation_id=conversation.pk, business_id=business.pk)
-        .exclude(id__in=[m.id for m in pending])
-        .exclude(direction=Direction.OUT, status__in=_UNSENT)
-        .order_by("-created_at", "-id")
+    # Outbound messages that never reached the customer are not part of the conversation.
+    scope = Q(conversation_id=conversation.pk, business_id=business.pk) & ~Q(
+        direction=Direction.OUT, status__in=_UNSENT
     )
     if pending:
         # Customer messages that arrived after this burst belong to the next turn;
         # replies stay, even when written after it (a turn that ran while the
         # customer was typing): without them the model re-answers old messages.
-        earlier = earlier.exclude(direction=Direction.IN, created_at__gt=pending[-1].created_at)
-    rows = earlier.values_list(*_HISTORY_FIELDS)[:HISTORY_FETCH_LIMIT]
+        scope &= ~Q(id__in=[m.id for m in pending]) & ~Q(
+            direction=Direction.IN, created_at__gt=pending[-1].created_at
+        )
+    # One filter() (each filter or exclude copies the query: CPU a turn can spare).
+    rows = (
+        Message.objects.filter(scope)
+        .order_by("-created_at", "-id")
+        .values_list(*_HISTORY_FIELDS)[: history_fetch_limit(ai_settings.history_token_budget)]
+    )
     fetched = [_chat(*row) for row in reversed(rows)]
     history = history_trim(fetched, token_budget=ai_settings.history_token_budget)
 
