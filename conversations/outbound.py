@@ -14,7 +14,10 @@ conversation for staff.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -282,13 +285,37 @@ def _fail(message: Message, exc: SendError) -> SendOutcome:
     return SendOutcome(status=MessageStatus.FAILED)
 
 
+# The threads that send typing indicators: kept, so each keeps its HTTP session (and its
+# connection to Meta) from one turn to the next instead of opening a new one per turn.
+_TYPING_THREADS = 4
+# An indicator that waited this long for a thread is dropped: it would show after the reply.
+TYPING_STALE_SECONDS = 2.0
+_typing_pool: tuple[int, ThreadPoolExecutor] | None = None
+_typing_pool_lock = threading.Lock()
+
+
+def _typing_threads() -> ThreadPoolExecutor:
+    """This process's pool (a forked worker child makes its own: threads do not survive a fork)."""
+    global _typing_pool
+    with _typing_pool_lock:
+        if _typing_pool is None or _typing_pool[0] != os.getpid():
+            pool = ThreadPoolExecutor(max_workers=_TYPING_THREADS, thread_name_prefix="typing-indicator")
+            _typing_pool = (os.getpid(), pool)
+        return _typing_pool[1]
+
+
 def channel_typing_indicate_soon(*, conversation: Conversation, last_message: Message | None) -> None:
     """The read receipt and typing indicator without waiting for them: against Meta
     they cost a round trip that would otherwise delay the first LLM request.
-    Everything is read here; the thread only makes the HTTP call (no database)."""
+    Everything is read here; the pool's thread only makes the HTTP call (no database)."""
     call = _typing_call(conversation, last_message)
     if call is not None:
-        threading.Thread(target=_acknowledge, args=call, name="typing-indicator", daemon=True).start()
+        _typing_threads().submit(_acknowledge_unless_stale, time.monotonic() + TYPING_STALE_SECONDS, call)
+
+
+def _acknowledge_unless_stale(deadline: float, call: tuple) -> None:
+    if time.monotonic() <= deadline:
+        _acknowledge(*call)
 
 
 def channel_typing_indicate(*, conversation: Conversation, last_message: Message | None) -> None:
