@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Case, F, JSONField, Q, Value, When
 from django.utils import timezone
 
 from conversations.llm.client import llm_complete, llm_configured
@@ -121,6 +121,8 @@ class TurnPlan:
     draft: TurnDraft | None = None
     calls: list[LLMCall] = field(default_factory=list)  # unsaved ledger rows
     refused: str | None = None
+    # The collected data's sources as the turn read them (the data itself is in `ctx`).
+    sources_read: dict[str, Any] = field(default_factory=dict)
     # Set once the transaction that applied the plan has committed (its ledger rows with it).
     committed: bool = False
 
@@ -188,17 +190,19 @@ def turn_think(
             transient=draft.failure.transient,
             llm_call_ids=[c.id for c in calls],
         )
-    return TurnPlan(current=current, ctx=ctx, draft=draft, calls=calls)
+    sources = dict(conversation.collected_data_sources or {})
+    return TurnPlan(current=current, ctx=ctx, draft=draft, calls=calls, sources_read=sources)
 
 
 def turn_apply(
     *, conversation: Conversation, plan: TurnPlan, updates: dict[str, Any] | None = None
 ) -> TurnResult:
-    """Persist `plan` inside the caller's transaction: 2 queries (3 when the collected data changed).
+    """Persist `plan` inside the caller's transaction: 2 queries (3 when staff changed the
+    collected data during the turn).
 
-    The ledger rows, then one UPDATE of the conversation (stage, turn count, and
-    `updates` the caller adds) that takes its row lock and reads back the
-    collected data to merge into, the AI mode and the lease. `conversation` is
+    The ledger rows, then one UPDATE of the conversation (stage, turn count, the
+    collected data, and `updates` the caller adds) that takes its row lock and
+    reads back the AI mode, the lease and the collected data. `conversation` is
     updated in memory with what was read and written.
     """
     assert connection.in_atomic_block, "turn_apply runs inside the caller's transaction"
@@ -210,23 +214,41 @@ def turn_apply(
     fields: dict[str, Any] = {"ai_turns": F("ai_turns") + 1, "updated_at": now, **(updates or {})}
     if stage is not None:
         fields["stage"] = stage
+    source = {
+        "message_id": str(ctx.trigger_message_id) if ctx.trigger_message_id else None,
+        "at": now.isoformat(),
+    }
+
+    # The collected data is merged into what the turn read; the same UPDATE writes it only if
+    # that is still what the row holds (compared under the row lock the UPDATE takes).
+    merged, changed = collected_merge(ctx.collected_data, draft.extracted)
+    sources = {**plan.sources_read, **dict.fromkeys(changed, source)}
+    if changed:
+        unchanged = Q(collected_data=ctx.collected_data)
+        fields["collected_data"] = Case(
+            When(unchanged, then=Value(merged, output_field=JSONField())), default=F("collected_data")
+        )
+        fields["collected_data_sources"] = Case(
+            When(unchanged, then=Value(sources, output_field=JSONField())),
+            default=F("collected_data_sources"),
+        )
     rows = update_returning(
         Conversation.objects.filter(pk=conversation.pk), returning=_APPLIED_FIELDS, **fields
     )
     if not rows:
         raise Conversation.DoesNotExist(f"conversation {conversation.pk} is gone")
     row = rows[0]
-
-    # Read-merge-write under the row lock this UPDATE holds: a staff edit is not lost.
-    merged, changed = collected_merge(row.collected_data or {}, draft.extracted)
-    sources = dict(row.collected_data_sources or {})
-    if changed:
-        source_id = str(ctx.trigger_message_id) if ctx.trigger_message_id else None
-        for key in changed:
-            sources[key] = {"message_id": source_id, "at": now.isoformat()}
-        Conversation.objects.filter(pk=conversation.pk).update(
-            collected_data=merged, collected_data_sources=sources
-        )
+    if changed and row.collected_data != merged:
+        # Staff edited the collected data during the turn: merge into their version, still
+        # under the row lock, so nothing of theirs is lost (one more UPDATE, rarely).
+        merged, changed = collected_merge(row.collected_data or {}, draft.extracted)
+        sources = {**(row.collected_data_sources or {}), **dict.fromkeys(changed, source)}
+        if changed:
+            Conversation.objects.filter(pk=conversation.pk).update(
+                collected_data=merged, collected_data_sources=sources
+            )
+    elif not changed:
+        merged, sources = row.collected_data or {}, row.collected_data_sources or {}
 
     for name in _APPLIED_FIELDS:
         setattr(conversation, name, getattr(row, name))

@@ -11,8 +11,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from businesses.models import AIControlSettings
 from conversations.models import Author, Conversation, Direction, LLMCall, Message, MessageStatus
 from conversations.turns import conversation_turn_process
+from stages.models import Stage
 
 MAX_QUERIES_PER_TURN = 12
 # A cold turn config cache reads the AI settings, the template defaults, the stages, the agents.
@@ -92,3 +94,25 @@ def test_a_cold_config_cache_costs_its_four_reads_once(
 
     assert len(cold) == len(warm) + CONFIG_READS
     assert len(warm) <= MAX_QUERIES_PER_TURN
+
+
+def test_a_turn_that_collects_data_under_a_monthly_budget_still_fits(
+    alice, fake_llm, fake_graph, django_capture_on_commit_callbacks
+):
+    """The costliest common turn: extraction changes the collected data (one more UPDATE, under
+    the row lock) and a monthly budget reads this month's tokens (one more SELECT)."""
+    schema = {"type": "object", "properties": {"name": {"type": "string", "minLength": 1}}}
+    Stage.objects.filter(pk=alice.stage.pk).update(data_schema=schema)
+    AIControlSettings.objects.filter(business=alice.business).update(monthly_token_budget=1_000_000)
+    fake_llm.on("extraction", {"name": "Ana"})
+    _turn(_conversation(alice, length=3, key="warm"), django_capture_on_commit_callbacks)
+    fake_llm.on("extraction", {"name": "Ana"})
+    conversation = _conversation(alice, length=40, key="data")
+
+    outcome, queries = _turn(conversation, django_capture_on_commit_callbacks)
+
+    assert outcome.status == "done"
+    assert len(queries) <= MAX_QUERIES_PER_TURN, "\n".join(queries)
+    conversation.refresh_from_db()
+    assert conversation.collected_data == {"name": "Ana"}
+    assert LLMCall.objects.filter(conversation=conversation).count() == 3
