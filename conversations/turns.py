@@ -44,7 +44,7 @@ from conversations.models import (
     MessageStatus,
 )
 from conversations.outbound import channel_typing_indicate_soon, message_outbound_create
-from conversations.pipeline.context_reader import TurnConfig, turn_config_get
+from conversations.pipeline.context_reader import TurnConfig, turn_config_get, turn_conversation_get
 from conversations.pipeline.service import ledger_kept, turn_apply, turn_think
 from conversations.staff_flags import conversation_flag_for_staff
 from conversations.turn_lease import (
@@ -188,12 +188,9 @@ def _turns_run(
     """The turns of one run, and whether the last one gave the lease back itself."""
     turns = 0
     while turns < MAX_TURNS_PER_RUN:
-        conversation = (
-            Conversation.objects.select_related("business", "channel_account", "contact")
-            .filter(pk=conversation_id)
-            .first()
-        )
-        if conversation is None:
+        try:
+            conversation = turn_conversation_get(conversation_id=conversation_id)
+        except Conversation.DoesNotExist:
             return TurnOutcome(status="gone", turns=turns), False
         config = turn_config_get(business=conversation.business)
         # The send of the reply reads the settings from the business (its WhatsApp window
