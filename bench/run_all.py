@@ -46,6 +46,7 @@ def _command(name: str, args: argparse.Namespace) -> list[str]:
     elif name == "turn_cost":
         command += ["--repeat", "1" if args.quick else "3"]
         command += ["--lengths", "10,100" if args.quick else "10,100,1000"]
+        command += ["--cpu-turns", "10" if args.quick else "40", "--cpu-rounds", "1" if args.quick else "3"]
         if args.profile:
             command.append("--profile")
     elif name == "scale":

@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from businesses.config_version import ConfigQuerySet
 from icmp.db import BaseModel
 
 
@@ -35,6 +36,11 @@ class Business(BaseModel):
     # Validated against businesses/schemas/business_config.schema.json.
     config = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=True)
+    # Bumped by every write of what a turn caches about the business (its stages, templates,
+    # AI settings, agents, itself): the turn's cache key names it (businesses/config_version.py).
+    config_version = models.PositiveBigIntegerField(default=1, editable=False)
+
+    objects = ConfigQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "businesses"
@@ -42,6 +48,20 @@ class Business(BaseModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        # The version only ever moves by the database's own increment: a save of an instance
+        # read before a bump must not write its older number back.
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None:
+            kwargs["update_fields"] = [name for name in update_fields if name != "config_version"]
+        elif not self._state.adding and not kwargs.get("force_insert"):
+            kwargs["update_fields"] = [
+                field.name
+                for field in self._meta.concrete_fields
+                if not field.primary_key and field.name != "config_version"
+            ]
+        super().save(*args, **kwargs)
 
 
 class Membership(BaseModel):
@@ -74,6 +94,8 @@ class Agent(BaseModel):
         default=500, help_text="Upper bound on tokens generated per reply."
     )
     is_default = models.BooleanField(default=False)
+
+    objects = ConfigQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -167,6 +189,8 @@ class AIControlSettings(BaseModel):
         help_text="Approved WhatsApp template sent instead of free text outside the 24-hour window.",
     )
     whatsapp_window_template_language = models.CharField(max_length=15, default="en_US")
+
+    objects = ConfigQuerySet.as_manager()
 
     class Meta:
         verbose_name = "AI control settings"

@@ -2,7 +2,10 @@
 
 The row exists (status `queued`) before any HTTP call. `message_send` claims it
 with a conditional UPDATE (queued → sending), so a redelivered or retried task
-never sends a message twice after a recorded success. Transient provider
+never sends a message twice after a recorded success. A turn's reply is stored
+already claimed (`sending`) in the turn's own transaction, which has just
+checked under the conversation's row lock that the AI is not paused, and is
+sent by this process right after commit, from memory: one query, the mark. Transient provider
 errors put it back to `queued` for a retry with capped exponential backoff;
 permanent ones mark it failed with Meta's code and text and flag the
 conversation for staff.
@@ -11,10 +14,14 @@ conversation for staff.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -75,13 +82,18 @@ def message_outbound_create(
     announces_handoff: bool = False,
     enqueue: bool = True,
     send_inline: bool = False,
+    touch_conversation: bool = True,
 ) -> Message:
     """Store an outbound message (queued) and send it after the transaction commits.
 
     `announces_handoff` marks the AI's last reply of a turn that hands the
     conversation to staff: it is sent although that handoff pauses the AI.
     `send_inline` sends right after commit in this process (a turn's reply: no
-    second trip through the broker); the send task stays the retry path.
+    second trip through the broker): the row is stored claimed (`sending`), so
+    call it in the transaction that checked the AI is not paused, with
+    `conversation` read with its channel account, contact and business (and the
+    business's `ai_settings` set); the send task stays the retry path.
+    `touch_conversation=False`: the caller sets `last_message_at` itself.
     """
     now = timezone.now()
     payload: dict[str, Any] = {}
@@ -98,23 +110,30 @@ def message_outbound_create(
         type=MessageType.TEXT,
         text=text,
         payload=payload,
-        status=MessageStatus.QUEUED,
+        # A reply sent inline is claimed by this process as it is stored.
+        status=MessageStatus.SENDING if send_inline else MessageStatus.QUEUED,
+        attempts=1 if send_inline else 0,
         status_changed_at=now,
         sent_by=sent_by,
         stage=stage,
     )
-    Conversation.objects.filter(pk=conversation.pk).update(last_message_at=now)
+    if touch_conversation:
+        Conversation.objects.filter(pk=conversation.pk).update(last_message_at=now)
     if send_inline:
-        message_send_after_commit(message_id=message.pk)
+        message.conversation, message.channel_account = conversation, conversation.channel_account
+        transaction.on_commit(lambda: message_send_claimed(message=message))
     elif enqueue:
         message_send_enqueue(message_id=message.pk)
     return message
 
 
-def message_send_after_commit(*, message_id) -> None:
-    """Send in this process once the row is committed. The claim in message_send
-    keeps it at most once; a transient failure schedules the task to retry."""
-    task_queue.run_after_commit(task_queue.SEND_MESSAGE, str(message_id))
+def message_send_claimed(*, message: Message) -> SendOutcome:
+    """Send a reply this process stored claimed, once committed; a transient failure
+    schedules the send task to retry (as the task itself would)."""
+    outcome = message_send(message_id=message.pk, claimed=message)
+    if outcome.retry_in is not None and not task_queue.runs_in_request():
+        task_queue.enqueue_now(task_queue.SEND_MESSAGE, str(message.pk), countdown=outcome.retry_in)
+    return outcome
 
 
 def message_send_enqueue(*, message_id, countdown: float | None = None) -> None:
@@ -151,28 +170,40 @@ def _mark(message_id, *, from_status: str | None = None, **fields: Any) -> int:
     return qs.update(status_changed_at=timezone.now(), **fields)
 
 
-def message_send(*, message_id) -> SendOutcome:
-    """Claim and send one outbound message. Returns what happened (and when to retry)."""
-    claimed = _mark(
-        message_id, from_status=MessageStatus.QUEUED, status=MessageStatus.SENDING, attempts=F("attempts") + 1
-    )
-    if not claimed:
-        return SendOutcome(status="not_claimed")
-    message = Message.objects.select_related(
-        "conversation__contact", "conversation__business__ai_settings", "channel_account"
-    ).get(pk=message_id)
+def message_send(*, message_id, claimed: Message | None = None) -> SendOutcome:
+    """Claim and send one outbound message. Returns what happened (and when to retry).
+
+    `claimed`: the message as this process stored it, already claimed (`send_inline`).
+    """
+    if claimed is None:
+        taken = _mark(
+            message_id,
+            from_status=MessageStatus.QUEUED,
+            status=MessageStatus.SENDING,
+            attempts=F("attempts") + 1,
+        )
+        if not taken:
+            return SendOutcome(status="not_claimed")
+        # Read after the claim: the conversation's AI mode as it is now.
+        message = Message.objects.select_related(
+            "conversation__contact", "conversation__business__ai_settings", "channel_account"
+        ).get(pk=message_id)
+        # A staff takeover after the reply was written makes the AI's reply obsolete.
+        if (
+            message.author == Author.AI
+            and not message.payload.get("announces_handoff")
+            and message.conversation.ai_mode == AIMode.PAUSED
+        ):
+            _mark(
+                message_id,
+                status=MessageStatus.CANCELLED,
+                error="Not sent: the AI was paused before sending.",
+            )
+            return SendOutcome(status=MessageStatus.CANCELLED)
+    else:
+        message = claimed
     conversation = message.conversation
     account = message.channel_account
-
-    # A staff takeover after the reply was written makes the AI's reply obsolete.
-    if (
-        message.author == Author.AI
-        and not message.payload.get("announces_handoff")
-        and Conversation.objects.filter(pk=conversation.pk).values_list("ai_mode", flat=True).first()
-        == AIMode.PAUSED
-    ):
-        _mark(message_id, status=MessageStatus.CANCELLED, error="Not sent: the AI was paused before sending.")
-        return SendOutcome(status=MessageStatus.CANCELLED)
 
     if not account.is_active:
         return _fail(message, SendError("inactive", "The channel account is inactive.", permanent=True))
@@ -255,13 +286,37 @@ def _fail(message: Message, exc: SendError) -> SendOutcome:
     return SendOutcome(status=MessageStatus.FAILED)
 
 
+# The threads that send typing indicators: kept, so each keeps its HTTP session (and its
+# connection to Meta) from one turn to the next instead of opening a new one per turn.
+_TYPING_THREADS = 4
+# An indicator that waited this long for a thread is dropped: it would show after the reply.
+TYPING_STALE_SECONDS = 2.0
+_typing_pool: tuple[int, ThreadPoolExecutor] | None = None
+_typing_pool_lock = threading.Lock()
+
+
+def _typing_threads() -> ThreadPoolExecutor:
+    """This process's pool (a forked worker child makes its own: threads do not survive a fork)."""
+    global _typing_pool
+    with _typing_pool_lock:
+        if _typing_pool is None or _typing_pool[0] != os.getpid():
+            pool = ThreadPoolExecutor(max_workers=_TYPING_THREADS, thread_name_prefix="typing-indicator")
+            _typing_pool = (os.getpid(), pool)
+        return _typing_pool[1]
+
+
 def channel_typing_indicate_soon(*, conversation: Conversation, last_message: Message | None) -> None:
     """The read receipt and typing indicator without waiting for them: against Meta
     they cost a round trip that would otherwise delay the first LLM request.
-    Everything is read here; the thread only makes the HTTP call (no database)."""
+    Everything is read here; the pool's thread only makes the HTTP call (no database)."""
     call = _typing_call(conversation, last_message)
     if call is not None:
-        threading.Thread(target=_acknowledge, args=call, name="typing-indicator", daemon=True).start()
+        _typing_threads().submit(_acknowledge_unless_stale, time.monotonic() + TYPING_STALE_SECONDS, call)
+
+
+def _acknowledge_unless_stale(deadline: float, call: tuple) -> None:
+    if time.monotonic() <= deadline:
+        _acknowledge(*call)
 
 
 def channel_typing_indicate(*, conversation: Conversation, last_message: Message | None) -> None:

@@ -62,15 +62,6 @@ def enqueue(name: str, *args: Any, countdown: float | None = None) -> None:
     transaction.on_commit(lambda: enqueue_now(name, *args, countdown=countdown))
 
 
-def run_after_commit(name: str, *args: Any) -> None:
-    """Run the task in this process once the transaction commits: no trip through the broker.
-
-    For a turn's own reply; the task's claim keeps it at most once, and its retry
-    path goes through the broker like any other.
-    """
-    transaction.on_commit(lambda: _task(name)(*args))
-
-
 def runs_in_request() -> bool:
     """Eager mode without the embedded runner: a task runs inside the request that enqueued it."""
     return bool(current_app.conf.task_always_eager) and embedded_runner() is None

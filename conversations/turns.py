@@ -7,22 +7,31 @@ runs, so a slow LLM never loses it and a killed worker's conversation is free
 again within TURN_LEASE_SECONDS.
 Messages that arrive while a turn runs, or within the business's burst window,
 are answered together in the next turn.
+
+A turn costs a fixed handful of queries, whatever the length of the
+conversation: the lease (UPDATE … RETURNING the business), the conversation
+with its business, channel account and contact and what is pending, the
+messages it answers (claimed with UPDATE … RETURNING), the history; then, after
+the LLM, one transaction writes the ledger rows, the conversation (with the
+lease given back when nothing else is pending), the reply (stored claimed) and
+the messages' statuses; the reply's send marks it sent. The business's stages,
+templates, AI settings and agents come from the turn config cache
+(`pipeline/context_reader.py`).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db import models, transaction
+from django.db.models import Case, F, Value, When
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from businesses.models import AIControlSettings
+from businesses.models import AIControlSettings, Business
 from conversations import task_queue
 from conversations.llm.client import llm_configured
 from conversations.llm.errors import LLMUnavailable
@@ -35,9 +44,21 @@ from conversations.models import (
     MessageStatus,
 )
 from conversations.outbound import channel_typing_indicate_soon, message_outbound_create
-from conversations.pipeline.service import turn_run
+from conversations.pipeline.context_reader import TurnConfig, turn_config_get, turn_conversation_get
+from conversations.pipeline.service import ledger_kept, turn_apply, turn_think
 from conversations.staff_flags import conversation_flag_for_staff
+from conversations.turn_lease import (
+    PENDING_STATUSES,
+    LeaseHeartbeat,
+    db_value,
+    lease_claim,
+    lease_release,
+    lease_release_when_idle,
+    message_column,
+    pending_sql,
+)
 from conversations.turn_slots import business_turn_slot
+from icmp.returning import update_returning
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +66,24 @@ logger = logging.getLogger(__name__)
 MAX_PROCESS_ATTEMPTS = 3
 # Turns taken in one task run before yielding to other conversations.
 MAX_TURNS_PER_RUN = 5
-PENDING_STATUSES = (MessageStatus.RECEIVED, MessageStatus.PROCESSING)
+# Customer messages answered by one turn, oldest first.
+MAX_MESSAGES_PER_TURN = 50
 # A turn over its business's share of the worker is tried again after this long.
 BUSINESS_BUSY_RETRY_SECONDS = 1.0
+# What a turn reads of the messages it claims (the rest stays deferred).
+_CLAIMED_FIELDS = (
+    "created_at",
+    "business",
+    "conversation",
+    "channel_account",
+    "direction",
+    "author",
+    "type",
+    "text",
+    "external_id",
+    "status",
+    "attempts",
+)
 
 
 @dataclass(frozen=True)
@@ -59,69 +95,48 @@ class TurnOutcome:
     retry_in: float | None = None
 
 
-def _lease_claim(conversation_id) -> uuid.UUID | None:
-    token = uuid.uuid4()
-    now = timezone.now()
-    claimed = (
-        Conversation.objects.filter(pk=conversation_id)
-        .filter(Q(turn_lease_until__isnull=True) | Q(turn_lease_until__lt=now))
-        .update(turn_lease_until=now + timedelta(seconds=settings.TURN_LEASE_SECONDS), turn_lease_token=token)
+def _pending_messages(conversation_ref: Any) -> models.QuerySet[Message]:
+    return Message.objects.filter(
+        conversation_id=conversation_ref,
+        direction=Direction.IN,
+        author=Author.CUSTOMER,
+        status__in=PENDING_STATUSES,
     )
-    return token if claimed else None
 
 
-class _LeaseHeartbeat:
-    """Renews a turn's lease every TURN_LEASE_RENEW_SECONDS from a thread of its own.
+def _claim(conversation_id, *, quiet_since=None) -> list[Message]:
+    """Mark the oldest pending messages processing (an attempt more) and read them: one UPDATE.
 
-    The thread touches the database only for the one UPDATE of each beat and
-    gives its connection back at once; it stops when the turn ends or when the
-    lease is no longer ours.
+    `quiet_since`: claim only when no pending message is newer (the burst window is over).
+    Messages past the attempts cap are given up here (a rare second UPDATE), as a turn would.
     """
-
-    def __init__(self, conversation_id, token: uuid.UUID) -> None:
-        self.conversation_id, self.token = conversation_id, token
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="turn-lease-heartbeat", daemon=True)
-
-    def __enter__(self) -> _LeaseHeartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(settings.TURN_LEASE_RENEW_SECONDS):
-            try:
-                renewed = Conversation.objects.filter(
-                    pk=self.conversation_id, turn_lease_token=self.token
-                ).update(turn_lease_until=timezone.now() + timedelta(seconds=settings.TURN_LEASE_SECONDS))
-            except Exception:  # the database is away: the turn's own writes will say so
-                logger.warning("turn lease not renewed", extra={"conversation_id": str(self.conversation_id)})
-                renewed = 1
-            finally:
-                connection.close()
-            if not renewed:
-                logger.warning("turn lease lost", extra={"conversation_id": str(self.conversation_id)})
-                return
-
-
-def _lease_release(conversation_id, token: uuid.UUID) -> None:
-    Conversation.objects.filter(pk=conversation_id, turn_lease_token=token).update(
-        turn_lease_until=None, turn_lease_token=None
+    pending, params = pending_sql("%s", [db_value(Message, "conversation", conversation_id)])
+    order = f"{message_column('created_at')}, {message_column('id')}"
+    oldest = f"SELECT {message_column('id')} {pending} ORDER BY {order} LIMIT {MAX_MESSAGES_PER_TURN}"
+    claimable = Message.objects.filter(id__in=RawSQL(oldest, params))  # noqa: S611
+    if quiet_since is not None:
+        newer = f"NOT EXISTS (SELECT 1 {pending} AND {message_column('created_at')} > %s)"
+        since = db_value(Message, "created_at", quiet_since)
+        claimable = claimable.filter(RawSQL(newer, [*params, since], output_field=models.BooleanField()))  # noqa: S611
+    claimed = update_returning(
+        claimable,
+        returning=_CLAIMED_FIELDS,
+        status=MessageStatus.PROCESSING,
+        attempts=F("attempts") + 1,
+        status_changed_at=timezone.now(),
     )
-
-
-def _pending(conversation_id) -> list[Message]:
-    return list(
-        Message.objects.filter(
-            conversation_id=conversation_id,
-            direction=Direction.IN,
-            author=Author.CUSTOMER,
-            status__in=PENDING_STATUSES,
-        ).order_by("created_at", "id")[:50]
-    )
+    given_up = [m for m in claimed if m.attempts > MAX_PROCESS_ATTEMPTS]
+    if given_up:
+        Message.objects.filter(pk__in=[m.pk for m in given_up]).update(
+            status=MessageStatus.FAILED,
+            attempts=F("attempts") - 1,  # this claim was no attempt
+            error=f"Gave up after {MAX_PROCESS_ATTEMPTS} processing attempts.",
+            status_changed_at=timezone.now(),
+        )
+        conversation_flag_for_staff(
+            conversation_id=conversation_id, reason="A customer message could not be processed."
+        )
+    return sorted((m for m in claimed if m not in given_up), key=lambda m: (m.created_at, m.id))
 
 
 def _gate_reason(conversation: Conversation, ai_settings: AIControlSettings | None) -> str | None:
@@ -148,110 +163,147 @@ def conversation_turn_process(*, conversation_id, wait_for_burst: bool = True) -
     `wait_for_burst` is off in in-process mode, where nothing could run the
     turn later; there a webhook's whole batch is already stored before it runs.
     """
-    business_id = (
-        Conversation.objects.filter(pk=conversation_id).values_list("business_id", flat=True).first()
-    )
-    if business_id is None:
-        return TurnOutcome(status="gone")
-    with business_turn_slot(business_id) as free:
-        if not free:
-            # The business has its share of this worker's turns running: back in a moment.
-            return TurnOutcome(status="business_busy", retry_in=BUSINESS_BUSY_RETRY_SECONDS)
-        token = _lease_claim(conversation_id)
-        if token is None:
-            return TurnOutcome(status="busy", retry_in=2.0)
-        try:
-            with _LeaseHeartbeat(conversation_id, token):
-                return _turns_run(conversation_id, wait_for_burst=wait_for_burst)
-        finally:
-            _lease_release(conversation_id, token)
+    lease = lease_claim(conversation_id)
+    if lease is None:
+        if not Conversation.objects.filter(pk=conversation_id).exists():
+            return TurnOutcome(status="gone")
+        return TurnOutcome(status="busy", retry_in=2.0)
+    released = False
+    try:
+        with business_turn_slot(lease.business_id) as free:
+            if not free:
+                # The business has its share of this worker's turns running: back in a moment.
+                return TurnOutcome(status="business_busy", retry_in=BUSINESS_BUSY_RETRY_SECONDS)
+            with LeaseHeartbeat(conversation_id, lease.token) as heartbeat:
+                outcome, released = _turns_run(conversation_id, heartbeat, wait_for_burst=wait_for_burst)
+                return outcome
+    finally:
+        if not released:
+            lease_release(conversation_id, lease.token)
 
 
-def _turns_run(conversation_id, *, wait_for_burst: bool) -> TurnOutcome:
+def _turns_run(
+    conversation_id, heartbeat: LeaseHeartbeat, *, wait_for_burst: bool
+) -> tuple[TurnOutcome, bool]:
+    """The turns of one run, and whether the last one gave the lease back itself."""
     turns = 0
     while turns < MAX_TURNS_PER_RUN:
-        pending = _pending(conversation_id)
+        try:
+            conversation = turn_conversation_get(conversation_id=conversation_id)
+        except Conversation.DoesNotExist:
+            return TurnOutcome(status="gone", turns=turns), False
+        config = turn_config_get(business=conversation.business)
+        # The send of the reply reads the settings from the business (its WhatsApp window
+        # template): cached on it, without touching the shared config.
+        Business.ai_settings.related.set_cached_value(conversation.business, config.ai_settings)
+        window = config.ai_settings.burst_window_seconds if config.ai_settings and wait_for_burst else 0
+        now = timezone.now()
+        pending = _claim(conversation.pk, quiet_since=now - timedelta(seconds=window) if window else None)
         if not pending:
-            return TurnOutcome(status="done", turns=turns)
-        conversation = Conversation.objects.select_related(
-            "business", "channel_account", "contact", "stage", "agent"
-        ).get(pk=conversation_id)
-        ai_settings = AIControlSettings.objects.filter(business_id=conversation.business_id).first()
-        window = ai_settings.burst_window_seconds if ai_settings else 0
-        quiet_for = (timezone.now() - pending[-1].created_at).total_seconds()
-        if wait_for_burst and window and quiet_for < window:
-            return TurnOutcome(status="waiting", turns=turns, retry_in=window - quiet_for)
-        _turn(conversation, pending, ai_settings)
+            newest = (
+                _pending_messages(conversation.pk)
+                .order_by("-created_at")
+                .values_list("created_at", flat=True)
+            ).first()
+            if newest is None:
+                return TurnOutcome(status="done", turns=turns), False
+            quiet_for = (now - newest).total_seconds()
+            if window and quiet_for < window:
+                return TurnOutcome(status="waiting", turns=turns, retry_in=window - quiet_for), False
+            turns += 1  # messages given up: a turn, as before the claim
+            continue
+        released = _turn(conversation, pending, config, heartbeat)
         turns += 1
-    return TurnOutcome(status="more", turns=turns, retry_in=0.1)
+        if released:
+            return TurnOutcome(status="done", turns=turns), True
+    return TurnOutcome(status="more", turns=turns, retry_in=0.1), False
 
 
-def _turn(conversation: Conversation, pending: list[Message], ai_settings: AIControlSettings | None) -> None:
-    given_up = [m for m in pending if m.attempts >= MAX_PROCESS_ATTEMPTS]
-    if given_up:
-        _set_status(
-            given_up, MessageStatus.FAILED, f"Gave up after {MAX_PROCESS_ATTEMPTS} processing attempts."
-        )
-        conversation_flag_for_staff(
-            conversation_id=conversation.pk, reason="A customer message could not be processed."
-        )
-        pending = [m for m in pending if m not in given_up]
-        if not pending:
-            return
-    Message.objects.filter(pk__in=[m.pk for m in pending]).update(
-        status=MessageStatus.PROCESSING, attempts=F("attempts") + 1, status_changed_at=timezone.now()
-    )
-
-    reason = _gate_reason(conversation, ai_settings)
+def _turn(
+    conversation: Conversation, pending: list[Message], config: TurnConfig, heartbeat: LeaseHeartbeat
+) -> bool:
+    """One turn over claimed messages; True when it gave the lease back (nothing else was pending)."""
+    reason = _gate_reason(conversation, config.ai_settings)
     if reason:
         _set_status(pending, MessageStatus.SKIPPED, reason)
         conversation_flag_for_staff(conversation_id=conversation.pk, reason=reason)
         logger.info("turn skipped", extra={"conversation_id": str(conversation.pk), "reason": reason})
-        return
+        return False
 
     channel_typing_indicate_soon(conversation=conversation, last_message=pending[-1])
-    _ai_turn(conversation, pending, ai_settings)
+    return _ai_turn(conversation, pending, config, heartbeat)
 
 
 def _ai_turn(
-    conversation: Conversation, pending: list[Message], ai_settings: AIControlSettings | None
-) -> None:
+    conversation: Conversation, pending: list[Message], config: TurnConfig, heartbeat: LeaseHeartbeat
+) -> bool:
     try:
-        result = turn_run(conversation=conversation, messages=pending)
+        plan = turn_think(conversation=conversation, messages=pending, config=config)
     except LLMUnavailable as exc:
         # Nothing is lost: the messages stay visible as failed and are processed
         # again when staff resume the AI (conversation_reprocess).
         _set_status(pending, MessageStatus.FAILED, f"LLM unavailable: {exc}")
-        _handoff(conversation, ai_settings, reason=f"The LLM failed: {exc}")
-        return
+        _handoff(conversation, config, reason=f"The LLM failed: {exc}")
+        return False
+    if plan.refused is not None:
+        _refused(conversation, pending, config, reason=plan.refused)
+        return False
 
-    with transaction.atomic():
-        fresh = Conversation.objects.select_for_update().get(pk=conversation.pk)
-        if fresh.ai_mode == AIMode.PAUSED:
+    # The turn's one transaction gives the lease back when no other customer message is
+    # pending (the heartbeat then stops quietly); the reply is stored claimed and sent
+    # from memory right after commit.
+    updates = lease_release_when_idle(pending_ids=[m.pk for m in pending])
+    if plan.draft.reply_text:
+        updates["last_message_at"] = Case(
+            When(ai_mode=AIMode.PAUSED, then=F("last_message_at")), default=Value(timezone.now())
+        )
+    heartbeat.releasing = True
+    with ledger_kept(plan), transaction.atomic():
+        result = turn_apply(conversation=conversation, plan=plan, updates=updates)
+        if conversation.ai_mode == AIMode.PAUSED:
             # Staff took over while the reply was being written: do not send it.
             _set_status(pending, MessageStatus.SKIPPED, "The AI was paused during the turn.")
+        else:
+            if result.reply_text:
+                message_outbound_create(
+                    conversation=conversation,
+                    author=Author.AI,
+                    text=result.reply_text,
+                    quick_replies=result.quick_replies,
+                    stage=result.stage,
+                    announces_handoff=bool(result.handoff_reason),
+                    send_inline=True,
+                    touch_conversation=False,
+                )
+            _set_status(pending, MessageStatus.ANSWERED)
+            reason = result.handoff_reason or ("" if result.reply_text else "The model returned no reply.")
+            if reason:
+                _handoff(conversation, config, reason=reason)
+    released = conversation.turn_lease_token is None
+    heartbeat.releasing = released
+    return released
+
+
+def _refused(conversation: Conversation, pending: list[Message], config: TurnConfig, *, reason: str) -> None:
+    """No model call (a budget is spent): the messages count as seen and staff take over."""
+    with transaction.atomic():
+        ai_mode = (
+            Conversation.objects.select_for_update()
+            .filter(pk=conversation.pk)
+            .values_list("ai_mode", flat=True)
+        )
+        if ai_mode.first() == AIMode.PAUSED:
+            _set_status(pending, MessageStatus.SKIPPED, "The AI was paused during the turn.")
             return
-        if result.reply_text:
-            message_outbound_create(
-                conversation=fresh,
-                author=Author.AI,
-                text=result.reply_text,
-                quick_replies=result.quick_replies,
-                stage=result.stage,
-                announces_handoff=bool(result.handoff_reason),
-                send_inline=True,
-            )
         _set_status(pending, MessageStatus.ANSWERED)
-        reason = result.handoff_reason or ("" if result.reply_text else "The model returned no reply.")
-        if reason:
-            _handoff(fresh, ai_settings, reason=reason)
+        _handoff(conversation, config, reason=reason)
 
 
-def _handoff(conversation: Conversation, ai_settings: AIControlSettings | None, *, reason: str) -> None:
+def _handoff(conversation: Conversation, config: TurnConfig, *, reason: str) -> None:
     """Pause the AI, flag for staff, and send the holding message once per handoff."""
     with transaction.atomic():
         conversation_flag_for_staff(conversation_id=conversation.pk, reason=reason, pause_ai=True)
-        holding = (ai_settings.fallback_text if ai_settings else "").strip()
+        holding = (config.ai_settings.fallback_text if config.ai_settings else "").strip()
         first_notice = Conversation.objects.filter(
             pk=conversation.pk, handoff_notified_at__isnull=True
         ).update(handoff_notified_at=timezone.now())

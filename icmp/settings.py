@@ -193,6 +193,10 @@ TURN_LEASE_SECONDS = env.int("TURN_LEASE_SECONDS", default=30)
 TURN_LEASE_RENEW_SECONDS = env.float("TURN_LEASE_RENEW_SECONDS", default=TURN_LEASE_SECONDS / 3)
 # A webhook event stored this long ago and not applied has lost its task: re-enqueued.
 SWEEPER_EVENT_AFTER_SECONDS = env.int("SWEEPER_EVENT_AFTER_SECONDS", default=10)
+# A business's stages, templates, AI settings and agents, as a turn reads them, are cached
+# (the default cache) under its config version, which every edit bumps; the entries also
+# expire after this long, for edits made behind the ORM's back. 0 turns the cache off.
+TURN_CONFIG_CACHE_SECONDS = env.int("TURN_CONFIG_CACHE_SECONDS", default=600)
 # A customer message this old with no turn running has lost its task: re-enqueued.
 SWEEPER_STUCK_AFTER_SECONDS = env.int("SWEEPER_STUCK_AFTER_SECONDS", default=30)
 # A reply queued this long ago without a send has lost its task (longer than the

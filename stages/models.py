@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
+from businesses.config_version import ConfigQuerySet
 from icmp.db import BaseModel
 
 
@@ -49,6 +50,9 @@ class Stage(BaseModel):
         limit_choices_to={"kind": "response_generation"},
     )
     history = HistoricalRecords(excluded_fields=["updated_at"])
+
+    # Bulk writes bump the business's config version too (a turn caches these rows).
+    objects = ConfigQuerySet.as_manager()
 
     class Meta:
         ordering = ["order", "key"]

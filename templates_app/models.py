@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
+from businesses.config_version import ConfigQuerySet
 from icmp.db import BaseModel
 from templates_app.kinds import TemplateKind
 
@@ -35,6 +36,9 @@ class PromptTemplate(BaseModel):
     )
     version = models.PositiveIntegerField(default=1, editable=False)
     history = HistoricalRecords(excluded_fields=["updated_at"])
+
+    # Bulk writes bump the business's config version too (a turn caches these rows).
+    objects = ConfigQuerySet.as_manager()
 
     class Meta:
         ordering = ["kind", "name"]

@@ -158,29 +158,38 @@ def llm_complete(request: LLMRequest) -> LLMResult:
 
     started = time.monotonic()
     try:
-        completion = llm_client().chat.completions.create(**kwargs)
+        # The plain POST of the SDK (its retries, backoff and errors, as `chat.completions.create`
+        # has), minus the typed request transform and response models: they cost more CPU than
+        # the rest of a turn's work, for a body that is plain JSON both ways.
+        body = llm_client().post("/chat/completions", body=kwargs, cast_to=object)
         latency_ms = int((time.monotonic() - started) * 1000)
-        if not hasattr(completion, "choices"):
+        if not isinstance(body, dict) or "choices" not in body:
             raise ValueError("the response is not a chat completion")
-        choices = completion.choices or []
-        if not choices:
+        choices = body.get("choices") or []
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise ValueError("the response has no choices")
         choice = choices[0]
-        text = (choice.message.content if choice.message else None) or ""
+        message = choice.get("message")
+        text = (message.get("content") if isinstance(message, dict) else None) or ""
+        if not isinstance(text, str):
+            raise ValueError("the reply's content is not text")
     except Exception as exc:
         error = _classify(exc, int((time.monotonic() - started) * 1000))
         logger.warning("LLM request failed: %s", error, extra={"model": request.model})
         raise error from exc
 
-    usage = getattr(completion, "usage", None)
-    details = getattr(usage, "prompt_tokens_details", None) if usage is not None else None
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    details = (
+        usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
+    )
+    model = body.get("model")
     return LLMResult(
         text=text,
         json=_parse_json(text) if request.response_format is not None else None,
-        prompt_tokens=_int_or_none(getattr(usage, "prompt_tokens", None)),
-        completion_tokens=_int_or_none(getattr(usage, "completion_tokens", None)),
-        cached_tokens=_int_or_none(getattr(details, "cached_tokens", None)),
+        prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
+        completion_tokens=_int_or_none(usage.get("completion_tokens")),
+        cached_tokens=_int_or_none(details.get("cached_tokens")),
         latency_ms=latency_ms,
-        model=getattr(completion, "model", None) or request.model,
-        finish_reason=getattr(choice, "finish_reason", None),
+        model=model if isinstance(model, str) and model else request.model,
+        finish_reason=choice.get("finish_reason"),
     )

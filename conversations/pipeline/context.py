@@ -121,6 +121,8 @@ def estimate_tokens(text: str) -> int:
     About four ASCII characters make a token in English; other scripts take far
     more tokens per character, so each non-ASCII character counts as one.
     """
+    if text.isascii():
+        return (len(text) + 3) // 4
     ascii_chars = sum(1 for ch in text if ord(ch) < 128)
     return (ascii_chars + 3) // 4 + (len(text) - ascii_chars)
 

@@ -164,10 +164,17 @@ def data_fields(model: type[models.Model]) -> list[models.Field]:
     ]
 
 
+# Kept by the system on every save, whoever saves: `updated_at`, and the business's config
+# version (businesses/config_version.py), which any save of the business bumps.
+SYSTEM_FIELDS = ("updated_at", "config_version")
+
+
 def snapshot(obj: models.Model) -> dict[str, Any]:
     row = type(obj)._default_manager.get(pk=obj.pk)
     return {
-        f.attname: getattr(row, f.attname) for f in type(obj)._meta.concrete_fields if f.name != "updated_at"
+        f.attname: getattr(row, f.attname)
+        for f in type(obj)._meta.concrete_fields
+        if f.name not in SYSTEM_FIELDS
     }
 
 

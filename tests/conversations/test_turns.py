@@ -272,7 +272,7 @@ def test_a_turn_slower_than_its_lease_keeps_it_by_heartbeat_and_a_dead_turns_lea
 
     from django.db import connection
 
-    from conversations.turns import _lease_claim
+    from conversations.turn_lease import lease_claim as _lease_claim
     from tests.fakes.openai_server import Reply
 
     if connection.vendor != "postgresql":
