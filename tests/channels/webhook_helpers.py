@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from django.db import connection
 from django.test import Client, TestCase
 
 from channels_app.models import ChannelAccount, ChannelKind, WebhookEvent
@@ -53,10 +56,21 @@ def post_bytes(
     """
     if headers is None:
         headers = {"X-Hub-Signature-256": signature if signature is not None else sign(body, secret)}
-    with TestCase.captureOnCommitCallbacks(execute=True):
+    with after_commit_here():
         return (client or Client()).post(
             url(channel, account), data=body, content_type="application/json", headers=headers
         )
+
+
+@contextmanager
+def after_commit_here() -> Iterator[None]:
+    """Run what the block hands on after commit, once: an enclosing capture must not run it again."""
+    start = len(connection.run_on_commit)
+    try:
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            yield
+    finally:
+        del connection.run_on_commit[start:]
 
 
 def post_fixture(channel: str, name: str, **kwargs: Any):
