@@ -466,7 +466,11 @@ def test_acknowledging_an_inbound_message_marks_it_read_and_shows_typing(fake_gr
 
 # Pieces that stress the cutter: multibyte letters, emoji sequences, flags, combining marks.
 PIECES = ["a", "é", " ", "\n", ".", "😀", "👍🏽", "👨\u200d👩\u200d👧", "🇧🇷", "中", "e\u0301"]
-TEXTS = st.lists(st.sampled_from(PIECES) | st.characters(), max_size=300).map("".join)
+# No lone surrogates: text reaches the adapters from the database, which cannot hold them
+# (inbound text is cleaned on the way in), and UTF-8 cannot encode them to send.
+TEXTS = st.lists(st.sampled_from(PIECES) | st.characters(blacklist_categories=("Cs",)), max_size=300).map(
+    "".join
+)
 
 
 @settings(max_examples=150, deadline=None, database=None)
