@@ -191,7 +191,10 @@ def settled(event) -> bool:
 
 
 @pytest.mark.parametrize("channel", CHANNELS)
-def test_random_shapes_in_a_signed_envelope_are_answered_200_and_stored_or_failed_cleanly(alice, channel):
+def test_random_shapes_in_a_signed_envelope_are_answered_200_and_stored_or_failed_cleanly(
+    alice, channel, enqueued
+):
+    # `enqueued`: the stored messages' turns are recorded, not run (this is about the door and storing).
     meta_accounts(alice.business)
     client = Client()
 
@@ -212,7 +215,7 @@ def test_random_shapes_in_a_signed_envelope_are_answered_200_and_stored_or_faile
 
 
 @pytest.mark.parametrize("channel", CHANNELS)
-def test_a_failure_anywhere_in_a_random_batch_rolls_back_every_effect(alice, channel, monkeypatch):
+def test_a_failure_anywhere_in_a_random_batch_rolls_back_every_effect(alice, channel, monkeypatch, enqueued):
     meta_accounts(alice.business)
     client = Client()
     real_item = inbound.inbound_item_apply
