@@ -19,10 +19,8 @@ from .base import (
     ReplyDraft,
     SendError,
     SendResult,
-    as_str,
-    now,
-    synthetic_id,
 )
+from .payload import as_str, now, synthetic_id
 from .windows import unlimited_compose
 
 CONTACT_LIMIT = 128

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .base import ChannelCredentials, ParsedBatch, as_dict
+from .base import ChannelCredentials, ParsedBatch
 from .messenger import MessengerAdapter
+from .payload import as_dict
 from .text import Unit
 
 

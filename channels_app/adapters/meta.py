@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 import requests
 from django.conf import settings
 
-from .base import ChannelCredentials, SendError, as_dict, as_int, as_str
+from .base import ChannelCredentials, SendError
+from .payload import as_dict, as_int, as_str
 
 logger = logging.getLogger(__name__)
 

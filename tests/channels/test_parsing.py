@@ -17,7 +17,7 @@ from channels_app.adapters import (
     ParsedBatch,
     get_adapter,
 )
-from channels_app.adapters.base import INTERNAL_PROBLEM
+from channels_app.adapters.payload import INTERNAL_PROBLEM
 from tests.channels import fixture, fixture_names
 
 PNID = "106540352242922"

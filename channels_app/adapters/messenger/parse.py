@@ -9,22 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..base import (
-    DeliveryStatus,
-    InboundMessage,
-    MessageType,
-    ParsedBatch,
-    StatusUpdate,
-    as_dict,
-    as_float,
-    as_list,
-    as_str,
-    list_at,
-    now,
-    parse_timestamp,
-    safely,
-    synthetic_id,
-)
+from ..base import DeliveryStatus, InboundMessage, MessageType, ParsedBatch, StatusUpdate
+from ..payload import as_dict, as_float, as_list, as_str, list_at, now, parse_timestamp, safely, synthetic_id
 
 ATTACHMENT_TYPES = {
     "image": MessageType.IMAGE,

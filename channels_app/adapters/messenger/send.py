@@ -9,15 +9,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from ..base import (
-    ChannelCredentials,
-    OutboundContent,
-    QuickReply,
-    ReplyDraft,
-    SendError,
-    SendResult,
-    as_str,
-)
+from ..base import ChannelCredentials, OutboundContent, QuickReply, ReplyDraft, SendError, SendResult
+from ..payload import as_str
 from ..text import split_text, truncate
 from ..windows import messenger_compose
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..base import CustomerIdentity, IdentityUpdate, as_dict, as_list, as_str
+from ..base import CustomerIdentity, IdentityUpdate
+from ..payload import as_dict, as_list, as_str
 
 # A country code, a dot, an optional ENT. (a parent BSUID) and up to 128 alphanumerics.
 BSUID_RE = re.compile(r"^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$")

@@ -16,15 +16,8 @@ from ..base import (
     ParsedBatch,
     RejectedItem,
     StatusUpdate,
-    as_dict,
-    as_float,
-    as_str,
-    clean_errors,
-    list_at,
-    now,
-    parse_timestamp,
-    safely,
 )
+from ..payload import as_dict, as_float, as_str, clean_errors, list_at, now, parse_timestamp, safely
 from .identity import message_identity, system_identity_update, user_id_updates
 
 MEDIA_TYPES = {

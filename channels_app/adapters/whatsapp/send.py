@@ -10,17 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..base import (
-    ChannelCredentials,
-    OutboundContent,
-    QuickReply,
-    ReplyDraft,
-    SendError,
-    SendResult,
-    as_dict,
-    as_list,
-    as_str,
-)
+from ..base import ChannelCredentials, OutboundContent, QuickReply, ReplyDraft, SendError, SendResult
+from ..payload import as_dict, as_list, as_str
 from ..text import split_tail, split_text, truncate, unique_titles
 from ..windows import whatsapp_compose
 from .identity import is_bsuid
